@@ -1,0 +1,259 @@
+"""Workflow: event-triggered, multi-step automation (BRIEF §4)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from controller.api.common import (
+    AnyJSON,
+    ApiModel,
+    EntityStatus,
+    FreeFormObject,
+    ObjectMeta,
+    ObjectName,
+    SecretKeyReference,
+)
+
+#: A step name: usable in CEL as ``steps.<name>``.
+StepName = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+]
+
+
+class WorkflowState(StrEnum):
+    """The state a user asks for; activate, pause and archive are edits of this field."""
+
+    DRAFT = "Draft"
+    ACTIVE = "Active"
+    PAUSED = "Paused"
+    ARCHIVED = "Archived"
+
+
+class WorkflowPhase(StrEnum):
+    """Where the workflow actually is."""
+
+    DRAFT = "Draft"
+    ACTIVATED = "Activated"
+    PAUSED = "Paused"
+    TRIGGERED = "Triggered"
+    ARCHIVED = "Archived"
+
+
+class ErrorHandling(StrEnum):
+    """What a run does when a step fails for good."""
+
+    STOP = "Stop"
+    CONTINUE = "Continue"
+    FALLBACK = "Fallback"
+
+
+class ConcurrencyPolicy(StrEnum):
+    """What a schedule does when the previous run is still active."""
+
+    ALLOW = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+class RunConcurrencyPolicy(StrEnum):
+    """What happens to a new run when `concurrency.max` runs are already active."""
+
+    QUEUE = "Queue"
+    SKIP = "Skip"
+    REPLACE = "Replace"
+
+
+class Backoff(ApiModel):
+    """Exponential backoff between attempts (jitter is added by the controller)."""
+
+    initial_seconds: float = Field(default=1.0, ge=0, description="Delay before the 2nd attempt.")
+    factor: float = Field(default=2.0, ge=1, description="Multiplier applied after each attempt.")
+    max_seconds: float = Field(default=300.0, ge=0, description="Upper bound of one delay.")
+
+
+class RetryPolicy(ApiModel):
+    """How often and how fast a retryable step error is retried."""
+
+    max_attempts: int = Field(default=3, ge=1, le=100, description="Attempts in all, the first included.")
+    backoff: Backoff = Field(default_factory=Backoff, description="Delay between attempts.")
+
+
+class StepUses(ApiModel):
+    """What a step runs: a step block of an App (`app` + `type`) or a built-in step (`type` only)."""
+
+    app: ObjectName | None = Field(
+        default=None, description="The App whose handler offers the step block; omit for built-ins."
+    )
+    type: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Step block type, or a built-in: http, sleep, hook, approval, emit, kubernetes.job.",
+    )
+
+
+class Step(ApiModel):
+    """One step of a workflow."""
+
+    name: StepName = Field(description="Unique step name; CEL sees its result as steps.<name>.")
+    uses: StepUses = Field(description="The step block or built-in step to run.")
+    with_: FreeFormObject = Field(
+        default_factory=dict,
+        alias="with",
+        description=(
+            "The step's config. A string that is exactly ${{ <CEL> }} is replaced by the "
+            "expression's value; ${{ ... }} inside a longer string is interpolated as text."
+        ),
+    )
+    retry_policy: RetryPolicy | None = Field(
+        default=None, description="Overrides the workflow's retryPolicy for this step."
+    )
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, description="Fails the step when it has not finished in time."
+    )
+
+
+class WebhookResponse(ApiModel):
+    """A static HTTP response returned to the webhook's caller."""
+
+    status: int = Field(default=202, ge=200, le=599, description="HTTP status code.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Response headers.")
+    body: AnyJSON = Field(default=None, description="Response body (JSON).")
+
+
+class WebhookSignature(ApiModel):
+    """HMAC verification of incoming webhook requests (GitHub's X-Hub-Signature-256 format)."""
+
+    header: str = Field(default="X-Hub-Signature-256", description="Header carrying sha256=<hex>.")
+    secret_ref: SecretKeyReference = Field(description="Secret key the HMAC is computed with.")
+
+
+class WebhookTrigger(ApiModel):
+    """Start a run for each request to the workflow's trigger URL."""
+
+    response: WebhookResponse | None = Field(
+        default=None, description="Static response; 202 Accepted when omitted."
+    )
+    signature: WebhookSignature | None = Field(
+        default=None, description="Reject requests whose HMAC signature does not match."
+    )
+
+
+class ScheduleTrigger(ApiModel):
+    """Start runs on a cron schedule."""
+
+    cron: str = Field(min_length=1, description="Cron expression, e.g. '0 9 * * 1-5'.")
+    timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin.")
+    concurrency_policy: ConcurrencyPolicy = Field(
+        default=ConcurrencyPolicy.ALLOW,
+        description="Allow, Forbid or Replace when the previous run is still active.",
+    )
+    max_catch_up: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="Runs missed while the controller was down that are still started.",
+    )
+
+
+class BlockTrigger(ApiModel):
+    """A custom trigger block of an App's handler (activated once per workflow version)."""
+
+    app: ObjectName = Field(description="The App whose handler offers the trigger block.")
+    type: str = Field(min_length=1, max_length=128, description="Trigger block type.")
+    config: FreeFormObject = Field(default_factory=dict, description="The trigger block's config.")
+
+
+class Trigger(ApiModel):
+    """What starts a run: exactly one of event, webhook, schedule or block."""
+
+    event: str | None = Field(
+        default=None, min_length=1, description="An event type, e.g. Deal.won or Block.ready."
+    )
+    webhook: WebhookTrigger | None = Field(default=None, description="An HTTP request.")
+    schedule: ScheduleTrigger | None = Field(default=None, description="A cron schedule.")
+    block: BlockTrigger | None = Field(default=None, description="A custom trigger block.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Trigger:
+        chosen = [k for k in ("event", "webhook", "schedule", "block") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError("spec.trigger: set exactly one of event, webhook, schedule or block")
+        return self
+
+
+class Concurrency(ApiModel):
+    """Limit on runs active at once."""
+
+    max: int = Field(ge=1, description="Runs that may be active at once.")
+    policy: RunConcurrencyPolicy = Field(
+        default=RunConcurrencyPolicy.QUEUE,
+        description="Queue, Skip or Replace a run that would exceed max.",
+    )
+
+
+class WorkflowSpec(ApiModel):
+    """Desired state of a Workflow."""
+
+    description: str | None = Field(default=None, description="What the workflow is for.")
+    state: WorkflowState = Field(
+        default=WorkflowState.DRAFT, description="Draft, Active, Paused or Archived."
+    )
+    trigger: Trigger | None = Field(default=None, description="What starts a run (required to activate).")
+    steps: list[Step] = Field(default_factory=list, description="Steps run in order (at least one to activate).")
+    retry_policy: RetryPolicy | None = Field(
+        default=None, description="Default retry policy for retryable step errors."
+    )
+    error_handling: ErrorHandling = Field(
+        default=ErrorHandling.STOP, description="Stop, Continue or Fallback when a step fails."
+    )
+    fallback: list[Step] = Field(
+        default_factory=list, description="Steps run when errorHandling is Fallback and a step fails."
+    )
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, description="Fails a run that has not finished in time."
+    )
+    concurrency: Concurrency | None = Field(default=None, description="Limit on active runs.")
+    successful_runs_limit: int = Field(
+        default=10, ge=0, description="Completed runs kept; older ones are deleted."
+    )
+    failed_runs_limit: int = Field(
+        default=10, ge=0, description="Failed runs kept; older ones are deleted."
+    )
+
+
+class Activation(ApiModel):
+    """The trigger's current activation (its callback URL is a sensitive signal, not here)."""
+
+    unique_activation_id: str | None = Field(
+        default=None, description="Stable across retries of one activation."
+    )
+    version: int | None = Field(default=None, description="Workflow version that was activated.")
+    activated_at: datetime | None = Field(default=None, description="When activation completed.")
+
+
+class WorkflowStatus(EntityStatus):
+    """Observed state of a Workflow."""
+
+    phase: WorkflowPhase | None = Field(
+        default=None, description="Draft, Activated, Paused, Triggered (runs active) or Archived."
+    )
+    version: int | None = Field(default=None, description="The workflow's version (metadata.generation).")
+    activation: Activation | None = Field(default=None, description="The current trigger activation.")
+    last_run_at: datetime | None = Field(default=None, description="When the last run started.")
+    run_count: int = Field(default=0, ge=0, description="Runs started.")
+    success_count: int = Field(default=0, ge=0, description="Runs completed.")
+    failure_count: int = Field(default=0, ge=0, description="Runs failed.")
+
+
+class Workflow(ApiModel):
+    """Event-triggered automation: a trigger plus ordered steps."""
+
+    api_version: Literal["blockflow.dev/v1alpha1"] = "blockflow.dev/v1alpha1"
+    kind: Literal["Workflow"] = "Workflow"
+    metadata: ObjectMeta
+    spec: WorkflowSpec
+    status: WorkflowStatus = Field(default_factory=WorkflowStatus)

@@ -1,0 +1,126 @@
+"""WorkflowRun: one durable execution of a Workflow (BRIEF §4)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from controller.api.common import (
+    AnyJSON,
+    ApiModel,
+    Condition,
+    FreeFormObject,
+    ObjectMeta,
+    ObjectName,
+)
+
+
+class RunState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TERMINATED = "terminated"
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class WorkflowReference(ApiModel):
+    """The Workflow (same namespace) a run executes."""
+
+    name: ObjectName = Field(description="Name of the Workflow.")
+
+
+class WorkflowRunSpec(ApiModel):
+    """What to run."""
+
+    workflow_ref: WorkflowReference = Field(description="The Workflow to run.")
+    input: AnyJSON = Field(default=None, description="The triggering event, seen by CEL as `event`.")
+    cancel: bool = Field(
+        default=False, description="Set to true to cancel the run after its current step call."
+    )
+
+
+class StepOutcome(ApiModel):
+    """The outcome a step reported."""
+
+    id: str = Field(description="Outcome id, e.g. success or approved.")
+    data: AnyJSON = Field(default=None, description="Outcome data, seen by CEL as steps.<name>.data.")
+
+
+class StepError(ApiModel):
+    """Why a step attempt failed."""
+
+    message: str = Field(description="What went wrong.")
+    retryable: bool = Field(default=False, description="Whether the step may be retried.")
+
+
+class StepRecord(ApiModel):
+    """What happened to one step of the run."""
+
+    name: str = Field(description="Step name.")
+    state: StepState = Field(description="pending, running, waiting, completed, failed, skipped or cancelled.")
+    attempts: int = Field(default=0, ge=0, description="Attempts made so far.")
+    unique_execution_id: str | None = Field(
+        default=None, description="Idempotency key, stable across retries of this step execution."
+    )
+    outcome: StepOutcome | None = Field(default=None, description="The step's outcome.")
+    error: StepError | None = Field(default=None, description="The last error.")
+    started_at: datetime | None = Field(default=None, description="When the first attempt started.")
+    finished_at: datetime | None = Field(default=None, description="When the step finished.")
+    wake_at: datetime | None = Field(
+        default=None, description="When a waiting step (sleep, retry backoff, timeout) wakes up."
+    )
+
+
+class RunError(ApiModel):
+    """Why the run failed."""
+
+    message: str = Field(description="What went wrong.")
+    step: str | None = Field(default=None, description="The step that failed, if any.")
+
+
+class WorkflowRunStatus(ApiModel):
+    """Observed state of a run."""
+
+    state: RunState | None = Field(
+        default=None,
+        description="queued, running, waiting, paused, completed, failed, cancelled or terminated.",
+    )
+    observed_generation: int | None = Field(default=None, description="metadata.generation acted upon.")
+    conditions: list[Condition] = Field(default_factory=list, description="kstatus conditions.")
+    workflow_version: int | None = Field(
+        default=None, description="Version of the Workflow this run started with."
+    )
+    workflow_spec: FreeFormObject | None = Field(
+        default=None, description="Snapshot of the Workflow's spec at that version."
+    )
+    started_at: datetime | None = Field(default=None, description="When the run started.")
+    finished_at: datetime | None = Field(default=None, description="When the run finished.")
+    steps: list[StepRecord] = Field(default_factory=list, description="One record per step reached.")
+    output: AnyJSON = Field(default=None, description="The run's output.")
+    error: RunError | None = Field(default=None, description="Why the run failed.")
+
+
+class WorkflowRun(ApiModel):
+    """One execution of a Workflow."""
+
+    api_version: Literal["blockflow.dev/v1alpha1"] = "blockflow.dev/v1alpha1"
+    kind: Literal["WorkflowRun"] = "WorkflowRun"
+    metadata: ObjectMeta
+    spec: WorkflowRunSpec
+    status: WorkflowRunStatus = Field(default_factory=WorkflowRunStatus)

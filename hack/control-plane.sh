@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Local Kubernetes control plane for Blockflow: etcd + kube-apiserver +
+# kube-controller-manager on 127.0.0.1, no Docker.
+#
+#   hack/control-plane.sh up       start (or reuse) it; builds the binaries once if needed
+#   hack/control-plane.sh env      print `export KUBECONFIG=...` (use: eval "$(hack/control-plane.sh env)")
+#   hack/control-plane.sh status   is it running, where, which pids (exit 3 when stopped)
+#   hack/control-plane.sh down     stop it and delete its state
+#
+# State lives in .local/control-plane/ (override: BLOCKFLOW_CONTROL_PLANE_DIR).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${BLOCKFLOW_PYTHON:-}"
+if [[ -z "$PY" ]]; then
+  if [[ -x "$ROOT/.venv/bin/python" ]]; then PY="$ROOT/.venv/bin/python"; else PY="$(command -v python3)"; fi
+fi
+# The module uses only the standard library, so it runs before the virtualenv exists.
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m controller.testing.control_plane "$@"
