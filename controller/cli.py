@@ -1,0 +1,75 @@
+"""The `blockflow` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from controller import __version__
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from controller.logs import configure_logging
+    from controller.operator import run_operator
+    from controller.settings import Settings
+
+    overrides: dict[str, object] = {}
+    if args.namespace:
+        overrides["namespaces"] = args.namespace
+    if args.log_format:
+        overrides["log_format"] = args.log_format
+    if args.verbose:
+        overrides["log_level"] = "DEBUG"
+    config = Settings(**overrides)  # type: ignore[arg-type]
+    configure_logging(config.log_format, config.log_level)
+    asyncio.run(run_operator(config))
+    return 0
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    from controller.api import crdgen
+
+    if args.output is None:
+        sys.stdout.write("---\n".join(crdgen.rendered_files().values()))
+        return 0
+    return crdgen.main([str(args.output)])
+
+
+def _cmd_version(_: argparse.Namespace) -> int:
+    print(f"blockflow {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blockflow", description="Blockflow: Kubernetes-native lifecycle and workflow controller."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the controller against the current kubeconfig")
+    run.add_argument(
+        "-n", "--namespace", action="append", metavar="NS",
+        help="watch only this namespace (repeatable); default: the whole cluster",
+    )
+    run.add_argument("--log-format", choices=["auto", "json", "console"], default=None)
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=_cmd_run)
+
+    crds = sub.add_parser("crds", help="print the CustomResourceDefinitions (or write them to DIR)")
+    crds.add_argument("output", nargs="?", type=Path, default=None, metavar="DIR")
+    crds.set_defaults(func=_cmd_crds)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=_cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

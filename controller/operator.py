@@ -1,0 +1,107 @@
+"""kopf wiring: watch the four Blockflow kinds and hand their events to the engines.
+
+This module only adapts kopf to Blockflow; decisions live in the pure engines
+(``controller.lifecycle``, ``controller.workflows``).  For now the operator
+observes and logs what it sees, validating each object against its model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from controller.api.kinds import ALL_KINDS, GROUP, VERSION, KindInfo
+from controller.kube import connection_info
+from controller.logs import get_logger
+from controller.settings import Settings
+
+log = get_logger("blockflow.operator")
+
+EventHandler = Callable[..., Coroutine[Any, Any, None]]
+
+
+def _observer(info: KindInfo) -> EventHandler:
+    async def observe(
+        event: kopf.RawEvent, name: str | None, namespace: str | None, **_: Any
+    ) -> None:
+        body = event["object"]
+        event_type = event.get("type") or "LISTED"
+        fields = {
+            "kind": info.kind,
+            "namespace": namespace,
+            "name": name,
+            "watch_event": event_type,
+            "generation": body.get("metadata", {}).get("generation"),
+        }
+        if event_type == "DELETED":
+            log.info("object gone", **fields)
+            return
+        try:
+            info.model.model_validate(body)
+        except ValidationError as exc:
+            log.warning("object does not match its model", errors=exc.error_count(), **fields)
+            return
+        log.info("object seen", **fields)
+
+    observe.__name__ = f"observe_{info.singular}"
+    return observe
+
+
+def _configure(settings: kopf.OperatorSettings, config: Settings) -> None:
+    settings.peering.standalone = config.standalone
+    settings.posting.level = 30  # WARNING and above become Kubernetes Events
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    # Blockflow formats logs itself (structlog); keep kopf's own prefixes out.
+    settings.process.ultimate_exiting_timeout = 10
+
+
+def build_registry(config: Settings) -> kopf.OperatorRegistry:
+    """A registry with Blockflow's handlers, independent of kopf's global default registry."""
+    registry = kopf.OperatorRegistry()
+    for info in ALL_KINDS:
+        kopf.on.event(GROUP, VERSION, info.plural, registry=registry, id=f"observe-{info.singular}")(
+            _observer(info)
+        )
+
+    @kopf.on.login(registry=registry, id="login")
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        return await connection_info()
+
+    @kopf.on.startup(registry=registry, id="configure")
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        _configure(settings, config)
+        log.info(
+            "blockflow operator starting",
+            namespaces=config.namespaces or "all",
+            kinds=[i.kind for i in ALL_KINDS],
+        )
+
+    @kopf.on.cleanup(registry=registry, id="goodbye")
+    async def goodbye(**_: Any) -> None:
+        log.info("blockflow operator stopped")
+
+    return registry
+
+
+async def run_operator(
+    config: Settings,
+    *,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+) -> None:
+    """Run until stopped (SIGINT/SIGTERM or ``stop_flag``)."""
+    await kopf.operator(
+        registry=build_registry(config),
+        clusterwide=not config.namespaces,
+        namespaces=config.namespaces,
+        standalone=config.standalone,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
