@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
 from controller import __version__
+from controller.settings import Settings
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from controller.logs import configure_logging
-    from controller.operator import run_operator
-    from controller.settings import Settings
 
     overrides: dict[str, object] = {}
     if args.namespace:
@@ -24,8 +24,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["log_level"] = "DEBUG"
     config = Settings(**overrides)  # type: ignore[arg-type]
     configure_logging(config.log_format, config.log_level)
-    asyncio.run(run_operator(config))
+    asyncio.run(_run_until_signalled(config))
     return 0
+
+
+async def _run_until_signalled(config: Settings) -> None:
+    """Stop gracefully on SIGINT/SIGTERM, also before kopf has installed its own handlers."""
+    from controller.operator import run_operator
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_operator(config, stop_flag=stop)
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -44,13 +55,17 @@ def _cmd_version(_: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="blockflow", description="Blockflow: Kubernetes-native lifecycle and workflow controller."
+        prog="blockflow",
+        description="Blockflow: Kubernetes-native lifecycle and workflow controller.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the controller against the current kubeconfig")
     run.add_argument(
-        "-n", "--namespace", action="append", metavar="NS",
+        "-n",
+        "--namespace",
+        action="append",
+        metavar="NS",
         help="watch only this namespace (repeatable); default: the whole cluster",
     )
     run.add_argument("--log-format", choices=["auto", "json", "console"], default=None)

@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 from lightkube import AsyncClient, ConfigError, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
+from lightkube.config.models import User
 from lightkube.generic_resource import create_namespaced_resource
 
 from controller.api.kinds import ALL_KINDS, GROUP, VERSION
@@ -30,7 +31,9 @@ RESOURCES = {
 }
 
 
-def make_client(kubeconfig: str | Path | None = None, *, namespace: str | None = None) -> AsyncClient:
+def make_client(
+    kubeconfig: str | Path | None = None, *, namespace: str | None = None
+) -> AsyncClient:
     """A client for an explicit kubeconfig, or the usual discovery (KUBECONFIG, in-cluster)."""
     if kubeconfig is not None:
         config = KubeConfig.from_file(str(kubeconfig))
@@ -55,8 +58,9 @@ def load_config() -> SingleConfig:
 
 async def _run_exec_plugin(single: SingleConfig) -> dict[str, Any]:
     """Run a client-go exec credential plugin (EKS, GKE, OIDC helpers) and return its status."""
-    user_exec = single.user.exec
-    assert user_exec is not None
+    user_exec = single.user.exec if single.user else None
+    if user_exec is None:
+        raise CredentialsError("the kubeconfig user has no exec plugin")
     env = dict(os.environ)
     for item in user_exec.env or []:
         env[item.name] = item.value
@@ -80,10 +84,12 @@ async def _run_exec_plugin(single: SingleConfig) -> dict[str, Any]:
 async def connection_info(single: SingleConfig | None = None) -> kopf.ConnectionInfo:
     """Translate lightkube's view of the credentials into kopf's, so both share one auth path."""
     single = single or load_config()
-    cluster, user = single.cluster, single.user
+    cluster, user = single.cluster, single.user or User()
     token = user.token
     if user.token_file:
-        token = Path(single.abs_file(user.token_file)).read_text().strip()
+        # Read afresh at every login: projected service-account tokens rotate.
+        token_path = Path(single.abs_file(user.token_file))
+        token = (await asyncio.to_thread(token_path.read_text)).strip()
     cert_data = user.client_cert_data
     key_data = user.client_key_data
     expiration = None
@@ -94,15 +100,21 @@ async def connection_info(single: SingleConfig | None = None) -> kopf.Connection
             cert_data = base64.b64encode(status["clientCertificateData"].encode()).decode()
             key_data = base64.b64encode(status["clientKeyData"].encode()).decode()
         if status.get("expirationTimestamp"):
-            expiration = datetime.fromisoformat(status["expirationTimestamp"].replace("Z", "+00:00"))
+            expiration = datetime.fromisoformat(
+                status["expirationTimestamp"].replace("Z", "+00:00")
+            )
     if user.auth_provider:
         raise CredentialsError(
             "kubeconfig auth-provider entries are not supported; use an exec credential plugin"
         )
     return kopf.ConnectionInfo(
         server=cluster.server,
-        ca_path=str(single.abs_file(cluster.certificate_auth)) if cluster.certificate_auth else None,
-        ca_data=base64.b64decode(cluster.certificate_auth_data) if cluster.certificate_auth_data else None,
+        ca_path=str(single.abs_file(cluster.certificate_auth))
+        if cluster.certificate_auth
+        else None,
+        ca_data=base64.b64decode(cluster.certificate_auth_data)
+        if cluster.certificate_auth_data
+        else None,
         insecure=cluster.insecure,
         username=user.username,
         password=user.password,

@@ -1,4 +1,7 @@
-"""structlog setup: JSON in a cluster, readable on a terminal; stdlib logs (kopf's) go through it."""
+"""structlog setup: JSON in a cluster, readable on a terminal.
+
+kopf's stdlib logs go through the same renderer.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,9 @@ def _flatten_kopf_ref(_: WrappedLogger, __: str, event_dict: EventDict) -> Event
 
 
 def _renderer(fmt: str, stream: Any) -> Processor:
-    use_console = fmt == "console" or (fmt == "auto" and hasattr(stream, "isatty") and stream.isatty())
+    use_console = fmt == "console" or (
+        fmt == "auto" and hasattr(stream, "isatty") and stream.isatty()
+    )
     if use_console:
         return structlog.dev.ConsoleRenderer(colors=stream.isatty())
     return structlog.processors.JSONRenderer()
@@ -46,7 +51,10 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream: Any = None
     ]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _renderer(fmt, stream)],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _renderer(fmt, stream),
+        ],
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
@@ -71,4 +79,4 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream: Any = None
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.stdlib.get_logger(name)

@@ -66,9 +66,9 @@ def build_registry(config: Settings) -> kopf.OperatorRegistry:
     """A registry with Blockflow's handlers, independent of kopf's global default registry."""
     registry = kopf.OperatorRegistry()
     for info in ALL_KINDS:
-        kopf.on.event(GROUP, VERSION, info.plural, registry=registry, id=f"observe-{info.singular}")(
-            _observer(info)
-        )
+        kopf.on.event(
+            GROUP, VERSION, info.plural, registry=registry, id=f"observe-{info.singular}"
+        )(_observer(info))
 
     @kopf.on.login(registry=registry, id="login")
     async def login(**_: Any) -> kopf.ConnectionInfo:

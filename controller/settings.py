@@ -21,9 +21,7 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Namespaces to watch (comma-separated); empty means the whole cluster.",
     )
-    standalone: bool = Field(
-        default=True, description="Run without kopf peering (single replica)."
-    )
+    standalone: bool = Field(default=True, description="Run without kopf peering (single replica).")
 
     @field_validator("log_level", mode="before")
     @classmethod

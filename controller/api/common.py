@@ -70,7 +70,9 @@ class Condition(ApiModel):
 
     type: str = Field(description="Condition type: Ready, Reconciling or Stalled.")
     status: ConditionStatus = Field(description="True, False or Unknown.")
-    reason: str | None = Field(default=None, description="CamelCase reason for the last transition.")
+    reason: str | None = Field(
+        default=None, description="CamelCase reason for the last transition."
+    )
     message: str | None = Field(default=None, description="Human-readable detail.")
     last_transition_time: datetime | None = Field(
         default=None, description="When the status last changed."
@@ -99,7 +101,8 @@ class LifecycleStatus(ApiModel):
         description="ready, in_progress, failed, draining, drained or draining_failed.",
     )
     description: str | None = Field(
-        default=None, description="The handler's customStatusDescription, or the controller's reason."
+        default=None,
+        description="The handler's customStatusDescription, or the controller's reason.",
     )
     last_sync_time: datetime | None = Field(
         default=None, description="When the handler was last called."

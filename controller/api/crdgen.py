@@ -23,17 +23,34 @@ JsonSchema = dict[str, Any]
 
 # JSON Schema keywords a CRD schema accepts (the rest, e.g. title, is dropped).
 _KEPT_KEYWORDS = {
-    "type", "format", "description", "default", "enum", "pattern", "items", "properties",
-    "required", "additionalProperties", "minimum", "maximum", "exclusiveMinimum",
-    "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "minProperties",
-    "maxProperties", "nullable", PRESERVE_UNKNOWN,
+    "type",
+    "format",
+    "description",
+    "default",
+    "enum",
+    "pattern",
+    "items",
+    "properties",
+    "required",
+    "additionalProperties",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "nullable",
+    PRESERVE_UNKNOWN,
 }
 
-#: Objects whose fields are mutually exclusive: (model description marker, choices).
-_ONE_OF_PROPERTY_SETS: dict[str, tuple[str, ...]] = {
-    "HandlerRef": ("http", "python"),
-    "Trigger": ("event", "webhook", "schedule", "block"),
-}
+#: Models whose fields are mutually exclusive: exactly one must be set.  Expressed as
+#: min/maxProperties rather than oneOf: the API server's oneOf errors ("Found none
+#: valid", plus a misleading "Required value" for the first branch) confuse users.
+_EXACTLY_ONE_FIELD = {"HandlerRef", "Trigger"}
 
 
 class SchemaError(ValueError):
@@ -77,7 +94,8 @@ def to_structural(node: JsonSchema, defs: dict[str, JsonSchema], *, in_status: b
             continue
         if key == "properties":
             out[key] = {
-                name: to_structural(child, defs, in_status=in_status) for name, child in value.items()
+                name: to_structural(child, defs, in_status=in_status)
+                for name, child in value.items()
             }
         elif key in ("items", "additionalProperties") and isinstance(value, dict):
             if key == "additionalProperties" and value == {}:
@@ -94,9 +112,9 @@ def to_structural(node: JsonSchema, defs: dict[str, JsonSchema], *, in_status: b
             out[key] = value
     if "enum" in out and "type" not in out:
         out["type"] = "string"
-    if ref_name in _ONE_OF_PROPERTY_SETS:
-        choices = _ONE_OF_PROPERTY_SETS[ref_name]
-        out["oneOf"] = [{"required": [c]} for c in choices]
+    if ref_name in _EXACTLY_ONE_FIELD:
+        out["minProperties"] = 1
+        out["maxProperties"] = 1
     if "type" not in out and not out.get(PRESERVE_UNKNOWN):
         raise SchemaError(f"schema node has no type: {node!r}")
     return out

@@ -58,7 +58,7 @@ APP = KindInfo(
     spec_model=AppSpec,
     status_model=AppStatus,
     short_names=("bfapp",),
-    description="An installation of an integration (e.g. our PostgreSQL server), served by a handler.",
+    description="An installation of an integration (e.g. our PostgreSQL server).",
     columns=(*_LIFECYCLE_COLUMNS, _AGE),
 )
 

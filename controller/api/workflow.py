@@ -19,9 +19,7 @@ from controller.api.common import (
 )
 
 #: A step name: usable in CEL as ``steps.<name>``.
-StepName = Annotated[
-    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-]
+StepName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class WorkflowState(StrEnum):
@@ -78,12 +76,14 @@ class Backoff(ApiModel):
 class RetryPolicy(ApiModel):
     """How often and how fast a retryable step error is retried."""
 
-    max_attempts: int = Field(default=3, ge=1, le=100, description="Attempts in all, the first included.")
+    max_attempts: int = Field(
+        default=3, ge=1, le=100, description="Attempts in all, the first included."
+    )
     backoff: Backoff = Field(default_factory=Backoff, description="Delay between attempts.")
 
 
 class StepUses(ApiModel):
-    """What a step runs: a step block of an App (`app` + `type`) or a built-in step (`type` only)."""
+    """What a step runs: an App's step block (`app` + `type`), or a built-in step (`type` only)."""
 
     app: ObjectName | None = Field(
         default=None, description="The App whose handler offers the step block; omit for built-ins."
@@ -91,7 +91,9 @@ class StepUses(ApiModel):
     type: str = Field(
         min_length=1,
         max_length=128,
-        description="Step block type, or a built-in: http, sleep, hook, approval, emit, kubernetes.job.",
+        description=(
+            "Step block type, or a built-in: http, sleep, hook, approval, emit, kubernetes.job."
+        ),
     )
 
 
@@ -179,7 +181,9 @@ class Trigger(ApiModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Trigger:
-        chosen = [k for k in ("event", "webhook", "schedule", "block") if getattr(self, k) is not None]
+        chosen = [
+            k for k in ("event", "webhook", "schedule", "block") if getattr(self, k) is not None
+        ]
         if len(chosen) != 1:
             raise ValueError("spec.trigger: set exactly one of event, webhook, schedule or block")
         return self
@@ -202,8 +206,12 @@ class WorkflowSpec(ApiModel):
     state: WorkflowState = Field(
         default=WorkflowState.DRAFT, description="Draft, Active, Paused or Archived."
     )
-    trigger: Trigger | None = Field(default=None, description="What starts a run (required to activate).")
-    steps: list[Step] = Field(default_factory=list, description="Steps run in order (at least one to activate).")
+    trigger: Trigger | None = Field(
+        default=None, description="What starts a run (required to activate)."
+    )
+    steps: list[Step] = Field(
+        default_factory=list, description="Steps run in order (at least one to activate)."
+    )
     retry_policy: RetryPolicy | None = Field(
         default=None, description="Default retry policy for retryable step errors."
     )
@@ -211,7 +219,8 @@ class WorkflowSpec(ApiModel):
         default=ErrorHandling.STOP, description="Stop, Continue or Fallback when a step fails."
     )
     fallback: list[Step] = Field(
-        default_factory=list, description="Steps run when errorHandling is Fallback and a step fails."
+        default_factory=list,
+        description="Steps run when errorHandling is Fallback and a step fails.",
     )
     timeout_seconds: int | None = Field(
         default=None, ge=1, description="Fails a run that has not finished in time."
@@ -241,8 +250,12 @@ class WorkflowStatus(EntityStatus):
     phase: WorkflowPhase | None = Field(
         default=None, description="Draft, Activated, Paused, Triggered (runs active) or Archived."
     )
-    version: int | None = Field(default=None, description="The workflow's version (metadata.generation).")
-    activation: Activation | None = Field(default=None, description="The current trigger activation.")
+    version: int | None = Field(
+        default=None, description="The workflow's version (metadata.generation)."
+    )
+    activation: Activation | None = Field(
+        default=None, description="The current trigger activation."
+    )
     last_run_at: datetime | None = Field(default=None, description="When the last run started.")
     run_count: int = Field(default=0, ge=0, description="Runs started.")
     success_count: int = Field(default=0, ge=0, description="Runs completed.")

@@ -49,7 +49,9 @@ class WorkflowRunSpec(ApiModel):
     """What to run."""
 
     workflow_ref: WorkflowReference = Field(description="The Workflow to run.")
-    input: AnyJSON = Field(default=None, description="The triggering event, seen by CEL as `event`.")
+    input: AnyJSON = Field(
+        default=None, description="The triggering event, seen by CEL as `event`."
+    )
     cancel: bool = Field(
         default=False, description="Set to true to cancel the run after its current step call."
     )
@@ -59,7 +61,9 @@ class StepOutcome(ApiModel):
     """The outcome a step reported."""
 
     id: str = Field(description="Outcome id, e.g. success or approved.")
-    data: AnyJSON = Field(default=None, description="Outcome data, seen by CEL as steps.<name>.data.")
+    data: AnyJSON = Field(
+        default=None, description="Outcome data, seen by CEL as steps.<name>.data."
+    )
 
 
 class StepError(ApiModel):
@@ -73,7 +77,9 @@ class StepRecord(ApiModel):
     """What happened to one step of the run."""
 
     name: str = Field(description="Step name.")
-    state: StepState = Field(description="pending, running, waiting, completed, failed, skipped or cancelled.")
+    state: StepState = Field(
+        description="pending, running, waiting, completed, failed, skipped or cancelled."
+    )
     attempts: int = Field(default=0, ge=0, description="Attempts made so far.")
     unique_execution_id: str | None = Field(
         default=None, description="Idempotency key, stable across retries of this step execution."
@@ -101,7 +107,9 @@ class WorkflowRunStatus(ApiModel):
         default=None,
         description="queued, running, waiting, paused, completed, failed, cancelled or terminated.",
     )
-    observed_generation: int | None = Field(default=None, description="metadata.generation acted upon.")
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation acted upon."
+    )
     conditions: list[Condition] = Field(default_factory=list, description="kstatus conditions.")
     workflow_version: int | None = Field(
         default=None, description="Version of the Workflow this run started with."
@@ -111,7 +119,9 @@ class WorkflowRunStatus(ApiModel):
     )
     started_at: datetime | None = Field(default=None, description="When the run started.")
     finished_at: datetime | None = Field(default=None, description="When the run finished.")
-    steps: list[StepRecord] = Field(default_factory=list, description="One record per step reached.")
+    steps: list[StepRecord] = Field(
+        default_factory=list, description="One record per step reached."
+    )
     output: AnyJSON = Field(default=None, description="The run's output.")
     error: RunError | None = Field(default=None, description="Why the run failed.")
 

@@ -135,7 +135,9 @@ def _env_port(name: str) -> int:
 def _run_openssl(*args: str) -> None:
     openssl = shutil.which("openssl")
     if openssl is None:
-        raise ControlPlaneError("openssl not found: install it (Debian/Ubuntu: apt-get install openssl).")
+        raise ControlPlaneError(
+            "openssl not found: install it (Debian/Ubuntu: apt-get install openssl)."
+        )
     subprocess.run([openssl, *args], check=True, capture_output=True)
 
 
@@ -285,53 +287,62 @@ class ControlPlane:
         )
         data_dir = self._etcd_data_dir()
         shutil.rmtree(data_dir, ignore_errors=True)
-        state.pids["etcd"] = self._spawn("etcd", [
-            str(binaries.etcd),
-            "--name=blockflow",
-            f"--data-dir={data_dir}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-cluster=blockflow=http://127.0.0.1:{peer_port}",
-            "--log-level=warn",
-        ])
+        state.pids["etcd"] = self._spawn(
+            "etcd",
+            [
+                str(binaries.etcd),
+                "--name=blockflow",
+                f"--data-dir={data_dir}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=blockflow=http://127.0.0.1:{peer_port}",
+                "--log-level=warn",
+            ],
+        )
         self._save(state)
         _wait_for(lambda: _http_ok(f"{etcd_url}/health"), "etcd", self.logs / "etcd.log")
-        state.pids["kube-apiserver"] = self._spawn("kube-apiserver", [
-            str(binaries.kube_apiserver),
-            f"--etcd-servers={etcd_url}",
-            f"--cert-dir={self.pki}",
-            f"--tls-cert-file={self.pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={self.pki / 'apiserver.key'}",
-            f"--client-ca-file={self.pki / 'ca.crt'}",
-            f"--secure-port={api_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            "--insecure-port=0",
-            "--endpoint-reconciler-type=none",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--authorization-mode=RBAC",
-            f"--token-auth-file={self.pki / 'tokens.csv'}",
-            f"--service-account-issuer={server}",
-            f"--service-account-key-file={self.pki / 'sa.key'}",
-            f"--service-account-signing-key-file={self.pki / 'sa.key'}",
-            "--allow-privileged=true",
-            "--v=1",
-        ])
+        state.pids["kube-apiserver"] = self._spawn(
+            "kube-apiserver",
+            [
+                str(binaries.kube_apiserver),
+                f"--etcd-servers={etcd_url}",
+                f"--cert-dir={self.pki}",
+                f"--tls-cert-file={self.pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={self.pki / 'apiserver.key'}",
+                f"--client-ca-file={self.pki / 'ca.crt'}",
+                f"--secure-port={api_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--insecure-port=0",
+                "--endpoint-reconciler-type=none",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=RBAC",
+                f"--token-auth-file={self.pki / 'tokens.csv'}",
+                f"--service-account-issuer={server}",
+                f"--service-account-key-file={self.pki / 'sa.key'}",
+                f"--service-account-signing-key-file={self.pki / 'sa.key'}",
+                "--allow-privileged=true",
+                "--v=1",
+            ],
+        )
         self._save(state)
         _wait_for(lambda: self._ready(state), "kube-apiserver", self.logs / "kube-apiserver.log")
         controllers = os.environ.get("BLOCKFLOW_CONTROLLERS", DEFAULT_CONTROLLERS)
-        state.pids["kube-controller-manager"] = self._spawn("kube-controller-manager", [
-            str(binaries.kube_controller_manager),
-            f"--kubeconfig={self.kubeconfig}",
-            "--leader-elect=false",
-            f"--controllers={controllers}",
-            "--bind-address=127.0.0.1",
-            "--secure-port=0",
-            "--port=0",
-            "--v=1",
-        ])
+        state.pids["kube-controller-manager"] = self._spawn(
+            "kube-controller-manager",
+            [
+                str(binaries.kube_controller_manager),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                f"--controllers={controllers}",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--port=0",
+                "--v=1",
+            ],
+        )
         self._save(state)
         time.sleep(0.5)
         if not _pid_alive(state.pids["kube-controller-manager"]):
@@ -365,13 +376,30 @@ class ControlPlane:
         pki = self.pki
         _run_openssl("genrsa", "-out", str(pki / "ca.key"), "2048")
         _run_openssl(
-            "req", "-x509", "-new", "-nodes", "-key", str(pki / "ca.key"), "-sha256",
-            "-days", "3650", "-subj", "/CN=blockflow-local-ca", "-out", str(pki / "ca.crt"),
+            "req",
+            "-x509",
+            "-new",
+            "-nodes",
+            "-key",
+            str(pki / "ca.key"),
+            "-sha256",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=blockflow-local-ca",
+            "-out",
+            str(pki / "ca.crt"),
         )
         _run_openssl("genrsa", "-out", str(pki / "apiserver.key"), "2048")
         _run_openssl(
-            "req", "-new", "-key", str(pki / "apiserver.key"), "-subj", "/CN=kube-apiserver",
-            "-out", str(pki / "apiserver.csr"),
+            "req",
+            "-new",
+            "-key",
+            str(pki / "apiserver.key"),
+            "-subj",
+            "/CN=kube-apiserver",
+            "-out",
+            str(pki / "apiserver.csr"),
         )
         ext = pki / "apiserver.ext"
         ext.write_text(
@@ -380,9 +408,22 @@ class ControlPlane:
             "extendedKeyUsage=serverAuth\n"
         )
         _run_openssl(
-            "x509", "-req", "-in", str(pki / "apiserver.csr"), "-CA", str(pki / "ca.crt"),
-            "-CAkey", str(pki / "ca.key"), "-CAcreateserial", "-days", "3650", "-sha256",
-            "-extfile", str(ext), "-out", str(pki / "apiserver.crt"),
+            "x509",
+            "-req",
+            "-in",
+            str(pki / "apiserver.csr"),
+            "-CA",
+            str(pki / "ca.crt"),
+            "-CAkey",
+            str(pki / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-sha256",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(pki / "apiserver.crt"),
         )
         _run_openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
         for key in pki.glob("*.key"):
@@ -396,11 +437,19 @@ class ControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "blockflow-local", "cluster": {
-                "server": server, "certificate-authority-data": ca_data}}],
+            "clusters": [
+                {
+                    "name": "blockflow-local",
+                    "cluster": {"server": server, "certificate-authority-data": ca_data},
+                }
+            ],
             "users": [{"name": user, "user": {"token": token}}],
-            "contexts": [{"name": f"{user}@blockflow-local", "context": {
-                "cluster": "blockflow-local", "user": user, "namespace": "default"}}],
+            "contexts": [
+                {
+                    "name": f"{user}@blockflow-local",
+                    "context": {"cluster": "blockflow-local", "user": user, "namespace": "default"},
+                }
+            ],
             "current-context": f"{user}@blockflow-local",
             "preferences": {},
         }
@@ -466,7 +515,9 @@ def _wait_for(check: object, what: str, log: Path) -> None:
         if check():
             return
         time.sleep(0.2)
-    raise ControlPlaneError(f"{what} was not ready after {READY_TIMEOUT:.0f}s; last log lines:\n{_tail(log)}")
+    raise ControlPlaneError(
+        f"{what} was not ready after {READY_TIMEOUT:.0f}s; last log lines:\n{_tail(log)}"
+    )
 
 
 # -- command line ----------------------------------------------------------------------------
@@ -475,7 +526,7 @@ def _wait_for(check: object, what: str, log: Path) -> None:
 def _usage_hint(plane: ControlPlane) -> str:
     return (
         f"kubeconfig: {plane.kubeconfig}\n"
-        f"  eval \"$(hack/control-plane.sh env)\"   # then: kubectl get blockflow -A\n"
+        f'  eval "$(hack/control-plane.sh env)"   # then: kubectl get blockflow -A\n'
         f"  hack/control-plane.sh status | down"
     )
 
@@ -492,15 +543,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.verb == "up":
             started = time.monotonic()
-            state, fresh = plane.up()
+            started_state, fresh = plane.up()
             verb = f"started in {time.monotonic() - started:.1f}s" if fresh else "already running"
-            print(f"control plane {verb}: {state.server}", file=sys.stderr)
+            print(f"control plane {verb}: {started_state.server}", file=sys.stderr)
             print(_usage_hint(plane), file=sys.stderr)
             return 0
         if args.verb == "down":
             stopped = plane.down()
-            print("control plane stopped" if stopped else "control plane was not running",
-                  file=sys.stderr)
+            print(
+                "control plane stopped" if stopped else "control plane was not running",
+                file=sys.stderr,
+            )
             return 0
         if args.verb == "env":
             if not plane.is_running():

@@ -1,0 +1,128 @@
+"""The local control plane: real API server, RBAC, garbage collection, namespace deletion, verbs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import REPO, Cluster, Kubectl
+
+SCRIPT = REPO / "hack" / "control-plane.sh"
+
+
+def _eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_objects_owned_by_a_block_are_garbage_collected(kubectl: Kubectl, namespace: str) -> None:
+    kubectl.run(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=(
+            "apiVersion: blockflow.dev/v1alpha1\nkind: Block\nmetadata: {name: owner}\n"
+            "spec: {app: demo, type: bucket}\n"
+        ),
+    )
+    uid = kubectl.run(
+        "get", "block", "owner", "-n", namespace, "-o", "jsonpath={.metadata.uid}"
+    ).stdout
+    kubectl.run(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  ownerReferences:\n"
+            f"  - {{apiVersion: blockflow.dev/v1alpha1, kind: Block, name: owner, uid: {uid}}}\n"
+        ),
+    )
+    kubectl.run("delete", "block", "owner", "-n", namespace)
+    # The garbage collector discovers new CRDs periodically (~30 s), hence the generous wait.
+    _eventually(
+        lambda: (
+            kubectl.run("get", "configmap", "owned", "-n", namespace, check=False).returncode != 0
+        ),
+        timeout=90,
+        what="the owned ConfigMap to be garbage-collected",
+    )
+
+
+def test_deleted_namespace_goes_away(kubectl: Kubectl) -> None:
+    name = f"t-ns-deletion-{os.getpid()}"
+    kubectl.run("create", "namespace", name)
+    kubectl.run("create", "configmap", "x", "-n", name, "--from-literal=a=b")
+    result = kubectl.run("delete", "namespace", name, "--timeout=60s")
+    assert f'namespace "{name}" deleted' in result.stdout
+    assert kubectl.run("get", "namespace", name, check=False).returncode != 0
+
+
+def test_rbac_is_enforced_for_the_non_admin_user(cluster: Cluster, namespace: str) -> None:
+    if cluster.user_kubeconfig is None:
+        raise AssertionError("the local control plane always provides a non-admin user")
+    user = Kubectl(cluster.kubectl.binary, cluster.user_kubeconfig)
+    result = user.run("get", "blocks", "-n", namespace, check=False)
+    assert result.returncode != 0
+    assert "forbidden" in result.stderr
+    assert 'User "blockflow-user" cannot list resource "blocks"' in result.stderr
+
+
+def test_up_is_idempotent_and_verbs_report_the_running_plane(cluster: Cluster) -> None:
+    assert cluster.plane is not None
+    env = {**os.environ, "BLOCKFLOW_CONTROL_PLANE_DIR": str(cluster.plane.state_dir)}
+    before = cluster.plane.load_state()
+    up = subprocess.run(
+        ["bash", str(SCRIPT), "up"], capture_output=True, text=True, env=env, check=True
+    )
+    assert "already running" in up.stderr
+    after = cluster.plane.load_state()
+    assert before is not None and after is not None and before.pids == after.pids
+    out = subprocess.run(
+        ["bash", str(SCRIPT), "env"], capture_output=True, text=True, env=env, check=True
+    )
+    assert f"export KUBECONFIG={cluster.plane.kubeconfig}" in out.stdout.splitlines()
+    status = subprocess.run(
+        ["bash", str(SCRIPT), "status"], capture_output=True, text=True, env=env
+    )
+    assert status.returncode == 0 and after.server in status.stdout
+
+
+def test_a_second_control_plane_gets_its_own_ports_and_stops_cleanly(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    assert cluster.plane is not None
+    env = {**os.environ, "BLOCKFLOW_CONTROL_PLANE_DIR": str(tmp_path / "cp2")}
+
+    def script(verb: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(SCRIPT), verb], capture_output=True, text=True, env=env, timeout=120
+        )
+
+    try:
+        assert script("up").returncode == 0
+        status = script("status")
+        assert status.returncode == 0
+        first = cluster.plane.load_state()
+        assert first is not None and first.server not in status.stdout
+        second_kubeconfig = tmp_path / "cp2" / "kubeconfig"
+        version = Kubectl(cluster.kubectl.binary, second_kubeconfig).run("get", "namespaces")
+        assert "kube-system" in version.stdout
+    finally:
+        down = script("down")
+    assert down.returncode == 0 and "control plane stopped" in down.stderr
+    stopped = script("status")
+    assert stopped.returncode == 3 and "stopped" in stopped.stdout
+    assert not (tmp_path / "cp2").exists()
+    # The session's own control plane is untouched.
+    assert cluster.plane.is_running()
