@@ -560,6 +560,11 @@ def main(argv: list[str] | None = None) -> int:
                 print("# control plane is not running: hack/control-plane.sh up", file=sys.stderr)
                 return 1
             print(f"export KUBECONFIG={plane.kubeconfig}")
+            state = plane.load_state()
+            kubectl = Path(state.binaries.get("kubectl", "")) if state else None
+            if kubectl and kubectl.is_file():
+                # The kubectl built beside the API server: same version, no skew warnings.
+                print(f'export PATH="{kubectl.parent}:$PATH"')
             return 0
         state = plane.load_state()
         if state is None or not plane.is_running(state):

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Install the OS packages Blockflow's demo and tests need (Debian/Ubuntu), only those missing.
+#   etcd-server, openssl      the local control plane
+#   golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev
+#                             only to build kube-apiserver/kube-controller-manager/kubectl once,
+#                             when they are not in $KUBEBUILDER_ASSETS, on PATH or in the cache
+#   python3-venv              only when `python3 -m venv` does not work
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+K8S_VERSION="${BLOCKFLOW_K8S_VERSION:-1.20.2}"
+CACHE_BIN="${BLOCKFLOW_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/blockflow}/control-plane/$K8S_VERSION/bin"
+
+have_binary() {
+  [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/$1" ]] && return 0
+  command -v "$1" >/dev/null 2>&1 && return 0
+  [[ -x "$CACHE_BIN/$1" ]]
+}
+
+wanted=(openssl ca-certificates make)
+have_binary etcd || wanted+=(etcd-server)
+if ! have_binary kube-apiserver || ! have_binary kube-controller-manager; then
+  wanted+=(golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev)
+fi
+python3 -m venv --help >/dev/null 2>&1 || wanted+=(python3-venv)
+
+missing=()
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "[install-deps] all OS packages present" >&2
+  exit 0
+fi
+command -v apt-get >/dev/null 2>&1 || {
+  echo "[install-deps] ERROR: not a Debian/Ubuntu system; install by hand: ${missing[*]} (see README)" >&2
+  exit 1
+}
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null 2>&1 || {
+    echo "[install-deps] ERROR: run as root: apt-get install -y ${missing[*]}" >&2
+    exit 1
+  }
+  SUDO=(sudo)
+fi
+echo "[install-deps] installing: ${missing[*]}" >&2
+"${SUDO[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
