@@ -6,12 +6,12 @@ DEMO_NAMESPACE ?= blockflow-demo
 KUBECTL := hack/kubectl
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint crds deps venv control-plane down clean help
+.PHONY: demo test test-fast lint crds protocol deps venv control-plane down clean help
 
 help:
 	@echo "make demo    control plane up, CRDs and examples applied, controller running"
 	@echo "make test    the whole test suite against the local control plane"
-	@echo "make test-fast | lint | crds | control-plane | down | clean"
+	@echo "make test-fast | lint | crds | protocol | control-plane | down | clean"
 
 deps:
 	@hack/install-deps.sh
@@ -29,6 +29,9 @@ control-plane: deps venv
 
 crds: venv
 	$(PY) -m controller crds crds
+
+protocol: venv
+	$(PY) -m controller.handlers.schema_export docs/protocol
 
 test: deps venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -91,6 +91,25 @@ class Kubectl:
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-o", "json").stdout)
 
+    def apply(self, namespace: str, *documents: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        """`kubectl apply` of manifests given as dicts (JSON is valid YAML)."""
+        text = "\n---\n".join(json.dumps(doc) for doc in documents)
+        return self.run("apply", "-n", namespace, "-f", "-", input=text)
+
+
+def blockflow(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A Blockflow manifest."""
+    return {
+        "apiVersion": "blockflow.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def demo_block(name: str) -> dict[str, Any]:
+    return blockflow("Block", name, {"app": "demo", "type": "bucket"})
+
 
 @dataclass
 class Cluster:

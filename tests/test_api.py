@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES_DIR, Kubectl
+from tests.conftest import EXAMPLES_DIR, Kubectl, blockflow, demo_block
 
 
 def test_every_example_is_accepted_by_the_api_server(kubectl: Kubectl, namespace: str) -> None:
@@ -24,17 +23,7 @@ def test_every_example_is_accepted_by_the_api_server(kubectl: Kubectl, namespace
 
 
 def test_server_side_defaults_are_applied(kubectl: Kubectl, namespace: str) -> None:
-    kubectl.run(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=(
-            "apiVersion: blockflow.dev/v1alpha1\nkind: Block\nmetadata: {name: b}\n"
-            "spec: {app: demo, type: bucket}\n"
-        ),
-    )
+    kubectl.apply(namespace, demo_block("b"))
     spec = kubectl.json("get", "block", "b", "-n", namespace)["spec"]
     assert spec["deletionPolicy"] == "Delete"
 
@@ -45,13 +34,9 @@ def test_free_form_config_is_kept_verbatim(kubectl: Kubectl, namespace: str) -> 
         "nested": {"list": [1, "two", {"three": 3.5}], "flag": True},
         "kmsKey": {"signalRef": {"block": "key", "signal": "keyId"}},
     }
-    manifest = {
-        "apiVersion": "blockflow.dev/v1alpha1",
-        "kind": "Block",
-        "metadata": {"name": "b"},
-        "spec": {"app": "demo", "type": "bucket", "config": config},
-    }
-    kubectl.run("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    kubectl.apply(
+        namespace, blockflow("Block", "b", {"app": "demo", "type": "bucket", "config": config})
+    )
     assert kubectl.json("get", "block", "b", "-n", namespace)["spec"]["config"] == config
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import REPO, Cluster, Kubectl
+from tests.conftest import REPO, Cluster, Kubectl, demo_block
 
 SCRIPT = REPO / "hack" / "control-plane.sh"
 
@@ -23,30 +23,23 @@ def _eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def test_objects_owned_by_a_block_are_garbage_collected(kubectl: Kubectl, namespace: str) -> None:
-    kubectl.run(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=(
-            "apiVersion: blockflow.dev/v1alpha1\nkind: Block\nmetadata: {name: owner}\n"
-            "spec: {app: demo, type: bucket}\n"
-        ),
-    )
+    kubectl.apply(namespace, demo_block("owner"))
     uid = kubectl.run(
         "get", "block", "owner", "-n", namespace, "-o", "jsonpath={.metadata.uid}"
     ).stdout
-    kubectl.run(
-        "apply",
-        "-n",
+    owner_ref = {
+        "apiVersion": "blockflow.dev/v1alpha1",
+        "kind": "Block",
+        "name": "owner",
+        "uid": uid,
+    }
+    kubectl.apply(
         namespace,
-        "-f",
-        "-",
-        input=(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  ownerReferences:\n"
-            f"  - {{apiVersion: blockflow.dev/v1alpha1, kind: Block, name: owner, uid: {uid}}}\n"
-        ),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "owned", "ownerReferences": [owner_ref]},
+        },
     )
     kubectl.run("delete", "block", "owner", "-n", namespace)
     # The garbage collector discovers new CRDs periodically (~30 s), hence the generous wait.

@@ -5,23 +5,13 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 
-from tests.conftest import ControllerProcess, Kubectl
+from tests.conftest import ControllerProcess, Kubectl, blockflow, demo_block
 
 
 def test_controller_sees_objects_and_stops_cleanly(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
-    kubectl.run(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=(
-            "apiVersion: blockflow.dev/v1alpha1\nkind: App\nmetadata: {name: demo}\n"
-            "spec: {handler: {python: demo}}\n"
-        ),
-    )
+    kubectl.apply(namespace, blockflow("App", "demo", {"handler": {"python": "demo"}}))
     controller = run_controller("--namespace", namespace)
     controller.wait_for_log(
         lambda r: (
@@ -30,16 +20,8 @@ def test_controller_sees_objects_and_stops_cleanly(
         what="App demo seen at startup",
     )
     # An object created while it runs is seen too, through the watch.
-    kubectl.run(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=(
-            "apiVersion: blockflow.dev/v1alpha1\nkind: WorkflowRun\nmetadata: {name: run-1}\n"
-            "spec: {workflowRef: {name: onboarding}}\n"
-        ),
+    kubectl.apply(
+        namespace, blockflow("WorkflowRun", "run-1", {"workflowRef": {"name": "onboarding"}})
     )
     seen = controller.wait_for_log(
         lambda r: r.get("event") == "object seen" and r.get("name") == "run-1",
@@ -57,17 +39,7 @@ def test_controller_watches_only_its_namespaces(
     kubectl.run("create", "namespace", other)
     try:
         for ns, name in ((namespace, "mine"), (other, "theirs")):
-            kubectl.run(
-                "apply",
-                "-n",
-                ns,
-                "-f",
-                "-",
-                input=(
-                    f"apiVersion: blockflow.dev/v1alpha1\nkind: Block\nmetadata: {{name: {name}}}\n"
-                    "spec: {app: demo, type: bucket}\n"
-                ),
-            )
+            kubectl.apply(ns, demo_block(name))
         controller = run_controller(env={"BLOCKFLOW_NAMESPACES": namespace})
         controller.wait_for_log(
             lambda r: r.get("name") == "mine" and r.get("event") == "object seen"
