@@ -176,6 +176,10 @@ class EntityStatus(ApiModel):
     prompts: list[Prompt] = Field(
         default_factory=list, description="Open prompts that wait for a person."
     )
+    fixed_config: FreeFormObject | None = Field(
+        default=None,
+        description="Values of the config fields the type declares fixed, as first synced.",
+    )
 
 
 class ObjectMeta(ApiModel):

@@ -1,0 +1,397 @@
+"""The lifecycle engine: a pure core that decides, given what is observed, what happens next.
+
+No Kubernetes, no I/O, no wall clock: inputs are plain values (the entity as
+observed, the handler's reply or error, ``now``, a random source for jitter);
+outputs are decisions (a status patch, when to run next, whether the finalizer
+stays, which events to record).  The runtime executes decisions; unit tests
+drive every transition of the six statuses through here.
+
+Two steps per reconcile:
+
+1. :func:`plan` — should the handler be called (`sync` or `drain`), should we
+   wait until a time, release the finalizer, or do nothing?
+2. :func:`after_sync` / :func:`after_drain` (or :func:`blocked`, when the call
+   must not happen: a dependency is missing, a fixed field changed) — the
+   :class:`Decision` that records the outcome.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from controller.api.common import Condition, LifecycleState, LifecycleStatus
+from controller.handlers.protocol import DrainReply, SyncReply
+from controller.handlers.transport import HandlerError
+from controller.lifecycle.conditions import conditions_for
+
+#: Failed syncs and drains retry after 5 s, 10 s, 20 s … capped at 5 minutes, ±20 % jitter.
+BACKOFF_INITIAL = 5.0
+BACKOFF_FACTOR = 2.0
+BACKOFF_MAX = 300.0
+BACKOFF_JITTER = 0.2
+#: Scheduled resyncs are spread by up to 10 % (at most 30 s) so that many entities
+#: created together do not resync in lockstep forever.
+SCHEDULE_JITTER = 0.1
+SCHEDULE_JITTER_MAX = 30.0
+#: `draining` without nextScheduleDelay is re-run after this long.
+DEFAULT_DRAIN_RECHECK = 10.0
+
+_SYNC_STATES = (LifecycleState.READY, LifecycleState.IN_PROGRESS, LifecycleState.FAILED)
+_DRAIN_STATES = (LifecycleState.DRAINING, LifecycleState.DRAINING_FAILED)
+
+
+class Action(StrEnum):
+    SYNC = "sync"
+    DRAIN = "drain"
+    WAIT = "wait"
+    RELEASE = "release"  # remove the finalizer: the entity may go
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """An entity as the runtime sees it, reduced to what the decisions depend on."""
+
+    generation: int
+    lifecycle: LifecycleStatus | None = None
+    observed_generation: int | None = None
+    conditions: list[Condition] = field(default_factory=list)
+    signals: dict[str, Any] = field(default_factory=dict)
+    deleting: bool = False
+    orphan: bool = False
+    requested_sync_at: str | None = None
+    requested_drain_at: str | None = None
+    handler_version: str | None = None
+    sensitive_signal_names: frozenset[str] = frozenset()
+
+    @property
+    def state(self) -> LifecycleState | None:
+        return self.lifecycle.status if self.lifecycle else None
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: Action
+    reason: str = ""
+    at: datetime | None = None  # for WAIT: when to plan again
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """A Kubernetes Event for people (Normal or Warning)."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass
+class Decision:
+    """What to write after one reconcile."""
+
+    status_patch: dict[str, Any]
+    requeue_at: datetime | None = None
+    release_finalizer: bool = False
+    events: list[EventRecord] = field(default_factory=list)
+    sensitive_signal_updates: dict[str, Any] = field(default_factory=dict)
+    state_update: dict[str, Any] | None = None
+    new_state: LifecycleState | None = None
+
+
+# -- planning ------------------------------------------------------------------------------
+
+
+def plan(obs: Observed, now: datetime) -> Plan:
+    """What to do for this entity now."""
+    if obs.deleting:
+        return _plan_deletion(obs, now)
+    state = obs.state
+    drain_requested = obs.requested_drain_at is not None and obs.requested_drain_at != (
+        obs.lifecycle.last_handled_drain_at if obs.lifecycle else None
+    )
+    if drain_requested:
+        return Plan(Action.DRAIN, "DrainRequested")
+    if state in _DRAIN_STATES:
+        return _due(obs, now, Action.DRAIN, "DrainRescheduled")
+    trigger = _sync_trigger(obs)
+    if trigger:
+        return Plan(Action.SYNC, trigger)
+    if state is LifecycleState.DRAINED:
+        return Plan(Action.NONE, "Drained")
+    return _due(obs, now, Action.SYNC, "Retry" if state is LifecycleState.FAILED else "Scheduled")
+
+
+def _plan_deletion(obs: Observed, now: datetime) -> Plan:
+    if obs.orphan:
+        return Plan(Action.RELEASE, "Orphan")
+    if obs.state is LifecycleState.DRAINED:
+        return Plan(Action.RELEASE, "Drained")
+    if obs.state in _DRAIN_STATES:
+        return _due(obs, now, Action.DRAIN, "Deleting")
+    return Plan(Action.DRAIN, "Deleting")
+
+
+def _sync_trigger(obs: Observed) -> str | None:
+    """Why a sync is needed now regardless of schedule, or None."""
+    lifecycle = obs.lifecycle
+    if lifecycle is None or lifecycle.status is None:
+        return "FirstSeen"
+    if obs.observed_generation != obs.generation:
+        return "SpecChanged"
+    if (
+        obs.requested_sync_at is not None
+        and obs.requested_sync_at != lifecycle.last_handled_sync_at
+    ):
+        return "SyncRequested"
+    drained = lifecycle.status is LifecycleState.DRAINED
+    if (
+        not drained
+        and obs.handler_version is not None
+        and lifecycle.handler_version != obs.handler_version
+    ):
+        return "HandlerVersionChanged"
+    return None
+
+
+def _due(obs: Observed, now: datetime, action: Action, reason: str) -> Plan:
+    next_time = obs.lifecycle.next_sync_time if obs.lifecycle else None
+    if next_time is None:
+        return Plan(Action.NONE, "Idle")
+    if next_time <= now:
+        return Plan(action, reason)
+    return Plan(Action.WAIT, reason, at=next_time)
+
+
+# -- outcomes ------------------------------------------------------------------------------
+
+
+def backoff_delay(attempts: int, rng: random.Random) -> float:
+    """Capped exponential backoff with jitter for the n-th consecutive failure."""
+    base = min(BACKOFF_MAX, BACKOFF_INITIAL * BACKOFF_FACTOR ** max(0, attempts - 1))
+    return base * (1 + rng.uniform(-BACKOFF_JITTER, BACKOFF_JITTER))
+
+
+def schedule_delay(delay: float, rng: random.Random) -> float:
+    """A handler-requested delay plus a little jitter (never earlier than asked)."""
+    return delay + rng.uniform(0, min(delay * SCHEDULE_JITTER, SCHEDULE_JITTER_MAX))
+
+
+_DEFAULT_DESCRIPTIONS = {
+    LifecycleState.READY: "Ready",
+    LifecycleState.IN_PROGRESS: "In progress",
+    LifecycleState.FAILED: "Failed",
+    LifecycleState.DRAINING: "Draining",
+    LifecycleState.DRAINED: "Drained",
+    LifecycleState.DRAINING_FAILED: "Draining failed",
+}
+
+
+def after_sync(
+    obs: Observed,
+    outcome: SyncReply | HandlerError,
+    now: datetime,
+    rng: random.Random,
+    *,
+    fixed_config: dict[str, Any] | None = None,
+) -> Decision:
+    """Record the outcome of a `sync` call."""
+    before = obs.lifecycle or LifecycleStatus()
+    if isinstance(outcome, HandlerError):
+        return _failure(obs, now, rng, LifecycleState.FAILED, outcome, drain=False)
+    state = LifecycleState(outcome.new_status)
+    failed = state is LifecycleState.FAILED
+    attempts = (before.attempts or 0) + 1 if failed else 0
+    description = outcome.custom_status_description or _DEFAULT_DESCRIPTIONS[state]
+    if outcome.next_schedule_delay is not None:
+        next_time: datetime | None = now + timedelta(
+            seconds=schedule_delay(outcome.next_schedule_delay, rng)
+        )
+    elif failed:
+        next_time = now + timedelta(seconds=backoff_delay(attempts, rng))
+    else:
+        next_time = None
+    lifecycle = LifecycleStatus(
+        status=state,
+        description=description,
+        last_sync_time=now,
+        next_sync_time=next_time,
+        attempts=attempts,
+        last_error=description if failed else None,
+        handler_version=obs.handler_version or before.handler_version,
+        last_handled_sync_at=obs.requested_sync_at or before.last_handled_sync_at,
+        last_handled_drain_at=before.last_handled_drain_at,
+    )
+    public, sensitive = _split_signals(obs, outcome.signal_updates or {})
+    patch = _status_patch(obs, lifecycle, now, extra={"signals": public} if public else {})
+    if outcome.prompts is not None:
+        patch["prompts"] = [p.model_dump(by_alias=True, mode="json") for p in outcome.prompts]
+    if fixed_config is not None:
+        patch["fixedConfig"] = fixed_config
+    return Decision(
+        status_patch=patch,
+        requeue_at=next_time,
+        events=_transition_events(obs.state, state, description, attempts),
+        sensitive_signal_updates=sensitive,
+        state_update=outcome.state,
+        new_state=state,
+    )
+
+
+def after_drain(
+    obs: Observed, outcome: DrainReply | HandlerError, now: datetime, rng: random.Random
+) -> Decision:
+    """Record the outcome of a `drain` call; `drained` while deleting releases the finalizer."""
+    before = obs.lifecycle or LifecycleStatus()
+    if isinstance(outcome, HandlerError):
+        return _failure(obs, now, rng, LifecycleState.DRAINING_FAILED, outcome, drain=True)
+    state = LifecycleState(outcome.new_status)
+    failed = state is LifecycleState.DRAINING_FAILED
+    attempts = (before.attempts or 0) + 1 if failed else 0
+    description = outcome.custom_status_description or _DEFAULT_DESCRIPTIONS[state]
+    next_time: datetime | None = None
+    if state is LifecycleState.DRAINING:
+        delay = outcome.next_schedule_delay
+        next_time = now + timedelta(
+            seconds=schedule_delay(delay, rng) if delay is not None else DEFAULT_DRAIN_RECHECK
+        )
+    elif failed:
+        next_time = now + timedelta(seconds=backoff_delay(attempts, rng))
+    lifecycle = LifecycleStatus(
+        status=state,
+        description=description,
+        last_sync_time=now,
+        next_sync_time=next_time,
+        attempts=attempts,
+        last_error=description if failed else None,
+        handler_version=obs.handler_version or before.handler_version,
+        last_handled_sync_at=before.last_handled_sync_at,
+        last_handled_drain_at=obs.requested_drain_at or before.last_handled_drain_at,
+    )
+    return Decision(
+        status_patch=_status_patch(obs, lifecycle, now),
+        requeue_at=next_time,
+        release_finalizer=obs.deleting and state is LifecycleState.DRAINED,
+        events=_transition_events(obs.state, state, description, attempts),
+        state_update=outcome.state,
+        new_state=state,
+    )
+
+
+def blocked(
+    obs: Observed,
+    now: datetime,
+    *,
+    state: LifecycleState,
+    reason: str,
+    message: str,
+    warn: bool = False,
+) -> Decision:
+    """No handler call: the entity waits (a dependency) or is stuck (a fixed field, a cycle).
+
+    Nothing is scheduled: the runtime re-plans when what blocks it changes.
+    """
+    before = obs.lifecycle or LifecycleStatus()
+    lifecycle = before.model_copy(
+        update={
+            "status": state,
+            "description": message,
+            "next_sync_time": None,
+            "last_error": message if state is LifecycleState.FAILED else None,
+        }
+    )
+    changed = before.status != state or before.description != message
+    events = [EventRecord("Warning" if warn else "Normal", reason, message)] if changed else []
+    return Decision(
+        status_patch=_status_patch(obs, lifecycle, now, reason=reason),
+        events=events,
+        new_state=state,
+    )
+
+
+def _failure(
+    obs: Observed,
+    now: datetime,
+    rng: random.Random,
+    state: LifecycleState,
+    error: HandlerError,
+    *,
+    drain: bool,
+) -> Decision:
+    before = obs.lifecycle or LifecycleStatus()
+    attempts = (before.attempts or 0) + 1
+    delay = error.retry_after if error.retry_after is not None else backoff_delay(attempts, rng)
+    next_time = now + timedelta(seconds=delay)
+    message = f"{'Drain' if drain else 'Sync'} failed: {error.message}"
+    lifecycle = before.model_copy(
+        update={
+            "status": state,
+            "description": message,
+            "last_sync_time": now,
+            "next_sync_time": next_time,
+            "attempts": attempts,
+            "last_error": error.message,
+        }
+    )
+    return Decision(
+        status_patch=_status_patch(obs, lifecycle, now, reason=error.reason),
+        requeue_at=next_time,
+        events=[EventRecord("Warning", error.reason, message)],
+        new_state=state,
+    )
+
+
+def _status_patch(
+    obs: Observed,
+    lifecycle: LifecycleStatus,
+    now: datetime,
+    *,
+    reason: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    assert lifecycle.status is not None
+    conditions = conditions_for(
+        lifecycle.status,
+        message=lifecycle.description or "",
+        generation=obs.generation,
+        now=now,
+        previous=obs.conditions,
+        reason=reason,
+    )
+    return {
+        "observedGeneration": obs.generation,
+        # Full replacement of these two (merge-patch replaces lists; nulls clear old fields).
+        "lifecycle": lifecycle.model_dump(by_alias=True, mode="json"),
+        "conditions": [
+            c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in conditions
+        ],
+        **(extra or {}),
+    }
+
+
+def _split_signals(obs: Observed, updates: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sensitive signals go to the entity's Secret, the rest to status (null removes)."""
+    public = {k: v for k, v in updates.items() if k not in obs.sensitive_signal_names}
+    sensitive = {k: v for k, v in updates.items() if k in obs.sensitive_signal_names}
+    return public, sensitive
+
+
+def _transition_events(
+    before: LifecycleState | None, after: LifecycleState, description: str, attempts: int
+) -> list[EventRecord]:
+    """Events only on transitions (and every failure): steady syncs write nothing extra."""
+    if after in (LifecycleState.FAILED, LifecycleState.DRAINING_FAILED):
+        reason = "SyncFailed" if after is LifecycleState.FAILED else "DrainFailed"
+        return [EventRecord("Warning", reason, f"{description} (attempt {attempts})")]
+    if before == after:
+        return []
+    reason = {
+        LifecycleState.READY: "Ready",
+        LifecycleState.IN_PROGRESS: "Progressing",
+        LifecycleState.DRAINING: "Draining",
+        LifecycleState.DRAINED: "Drained",
+    }[after]
+    return [EventRecord("Normal", reason, description)]
