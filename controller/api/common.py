@@ -119,6 +119,13 @@ class LifecycleStatus(ApiModel):
     handler_version: str | None = Field(
         default=None, description="Version of the handler that last synced this entity."
     )
+    inputs_hash: str | None = Field(
+        default=None,
+        description=(
+            "Fingerprint of the inputs last handed to the handler (resolved config, the App's "
+            "generation, versions of secret inputs); a change re-syncs."
+        ),
+    )
     last_handled_sync_at: str | None = Field(
         default=None,
         description="Last value of the blockflow.dev/requested-sync-at annotation acted upon.",

@@ -67,6 +67,10 @@ class Observed:
     requested_drain_at: str | None = None
     handler_version: str | None = None
     sensitive_signal_names: frozenset[str] = frozenset()
+    #: Fingerprint of the current inputs (resolved config etc.); None when not computed.
+    inputs_hash: str | None = None
+    #: A handler asked for a sync (``lifecycle.sync()``); kept in memory only.
+    sync_requested_by_handler: bool = False
 
     @property
     def state(self) -> LifecycleState | None:
@@ -154,6 +158,10 @@ def _sync_trigger(obs: Observed) -> str | None:
         and lifecycle.handler_version != obs.handler_version
     ):
         return "HandlerVersionChanged"
+    if not drained and obs.inputs_hash is not None and lifecycle.inputs_hash != obs.inputs_hash:
+        return "InputsChanged"
+    if obs.sync_requested_by_handler:
+        return "HandlerRequested"
     return None
 
 
@@ -222,6 +230,7 @@ def after_sync(
         attempts=attempts,
         last_error=description if failed else None,
         handler_version=obs.handler_version or before.handler_version,
+        inputs_hash=obs.inputs_hash or before.inputs_hash,
         last_handled_sync_at=obs.requested_sync_at or before.last_handled_sync_at,
         last_handled_drain_at=before.last_handled_drain_at,
     )
@@ -268,6 +277,7 @@ def after_drain(
         attempts=attempts,
         last_error=description if failed else None,
         handler_version=obs.handler_version or before.handler_version,
+        inputs_hash=before.inputs_hash,
         last_handled_sync_at=before.last_handled_sync_at,
         last_handled_drain_at=obs.requested_drain_at or before.last_handled_drain_at,
     )
@@ -334,6 +344,20 @@ def _failure(
             "next_sync_time": next_time,
             "attempts": attempts,
             "last_error": error.message,
+            "inputs_hash": (obs.inputs_hash or before.inputs_hash)
+            if not drain
+            else before.inputs_hash,
+            "handler_version": obs.handler_version or before.handler_version,
+            "last_handled_sync_at": (
+                obs.requested_sync_at or before.last_handled_sync_at
+                if not drain
+                else before.last_handled_sync_at
+            ),
+            "last_handled_drain_at": (
+                obs.requested_drain_at or before.last_handled_drain_at
+                if drain
+                else before.last_handled_drain_at
+            ),
         }
     )
     return Decision(

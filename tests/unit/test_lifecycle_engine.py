@@ -23,7 +23,7 @@ def rng() -> random.Random:
 
 
 def observed(state: S | None = None, **kw: Any) -> Observed:
-    lifecycle_fields = {
+    lifecycle_fields: dict[str, Any] = {
         k: kw.pop(k)
         for k in (
             "next_sync_time",
@@ -62,6 +62,8 @@ def conditions(decision: engine.Decision) -> dict[str, str]:
             "HandlerVersionChanged",
         ),
         (observed(S.READY, next_sync_time=NOW - timedelta(seconds=1)), Action.SYNC, "Scheduled"),
+        (observed(S.READY, inputs_hash="new"), Action.SYNC, "InputsChanged"),
+        (observed(S.READY, sync_requested_by_handler=True), Action.SYNC, "HandlerRequested"),
         (observed(S.IN_PROGRESS, next_sync_time=NOW), Action.SYNC, "Scheduled"),
         (observed(S.FAILED, next_sync_time=NOW - timedelta(seconds=1)), Action.SYNC, "Retry"),
         (
@@ -141,6 +143,20 @@ def test_failed_reply_backs_off_and_counts_attempts() -> None:
 
 def test_backoff_is_capped() -> None:
     assert engine.backoff_delay(30, rng()) <= engine.BACKOFF_MAX * (1 + engine.BACKOFF_JITTER)
+
+
+def test_a_failed_call_is_retried_by_backoff_not_by_the_change_that_caused_it() -> None:
+    obs = observed(S.READY, generation=2, inputs_hash="h2", requested_sync_at="t9")
+    decision = engine.after_sync(obs, HandlerError("boom", reason="HandlerTimeout"), NOW, rng())
+    lifecycle = LifecycleStatus.model_validate(decision.status_patch["lifecycle"])
+    replanned = Observed(
+        generation=2,
+        observed_generation=2,
+        lifecycle=lifecycle,
+        inputs_hash="h2",
+        requested_sync_at="t9",
+    )
+    assert engine.plan(replanned, NOW).action is Action.WAIT
 
 
 def test_handler_error_keeps_signals_and_honours_retry_after() -> None:
