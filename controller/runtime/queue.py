@@ -1,0 +1,138 @@
+"""A work queue of entity keys, in the manner of client-go's: dedupe, per-key exclusivity, delays.
+
+- A key is processed by at most one worker at a time; a key added while it is
+  being processed runs once more afterwards (nothing is lost, nothing runs twice
+  in parallel).
+- A key added several times before a worker picks it up runs once.
+- Delayed keys wait in one heap served by one timer task: no task per entity,
+  nothing wakes while nothing is due. The earliest requested time wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+from controller.logs import get_logger
+
+K = TypeVar("K", bound=Hashable)
+log = get_logger("blockflow.queue")
+
+
+class WorkQueue(Generic[K]):
+    def __init__(
+        self,
+        process: Callable[[K], Awaitable[None]],
+        *,
+        workers: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._process = process
+        self._workers = workers
+        self._clock = clock
+        self._ready: asyncio.Queue[K] = asyncio.Queue()
+        self._queued: set[K] = set()
+        self._active: set[K] = set()
+        self._dirty: set[K] = set()
+        self._delayed: list[tuple[float, int, K]] = []
+        self._due: dict[K, float] = {}
+        self._seq = itertools.count()
+        self._timer_wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- producers ---------------------------------------------------------------------------
+
+    def add(self, key: K) -> None:
+        """Process `key` as soon as a worker is free."""
+        self._due.pop(key, None)  # an immediate run supersedes a pending delay
+        if key in self._active:
+            self._dirty.add(key)
+            return
+        if key in self._queued:
+            return
+        self._queued.add(key)
+        self._idle.clear()
+        self._ready.put_nowait(key)
+
+    def add_after(self, key: K, delay: float) -> None:
+        """Process `key` after `delay` seconds (an earlier pending time wins)."""
+        if delay <= 0:
+            self.add(key)
+            return
+        when = self._clock() + delay
+        current = self._due.get(key)
+        if current is not None and current <= when:
+            return
+        self._due[key] = when
+        heapq.heappush(self._delayed, (when, next(self._seq), key))
+        self._timer_wakeup.set()
+
+    def forget(self, key: K) -> None:
+        """Drop pending delays of a key that no longer exists."""
+        self._due.pop(key, None)
+
+    # -- introspection -----------------------------------------------------------------------
+
+    def pending_delays(self) -> int:
+        return len(self._due)
+
+    async def wait_idle(self) -> None:
+        """Until nothing is queued or being processed (delayed keys do not count)."""
+        await self._idle.wait()
+
+    # -- consumers ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the queue until cancelled."""
+        tasks = [
+            asyncio.create_task(self._worker(), name=f"worker-{i}") for i in range(self._workers)
+        ]
+        tasks.append(asyncio.create_task(self._timer(), name="queue-timer"))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._ready.get()
+            self._queued.discard(key)
+            self._active.add(key)
+            try:
+                await self._process(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The processor handles its own errors; this is the last line of defence.
+                log.exception("unhandled error while processing", key=str(key))
+            finally:
+                self._active.discard(key)
+                self._ready.task_done()
+            if key in self._dirty:
+                self._dirty.discard(key)
+                self.add(key)
+            if not self._queued and not self._active:
+                self._idle.set()
+
+    async def _timer(self) -> None:
+        while True:
+            self._timer_wakeup.clear()
+            now = self._clock()
+            while self._delayed and self._delayed[0][0] <= now:
+                when, _, key = heapq.heappop(self._delayed)
+                if self._due.get(key) == when:
+                    del self._due[key]
+                    self.add(key)
+            timeout = self._delayed[0][0] - now if self._delayed else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_wakeup.wait(), timeout)
