@@ -63,6 +63,11 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream: Any = None
     root.setLevel(level)
     # aiohttp's access log and asyncio debug chatter are noise at INFO.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # One line per API request (httpx, under lightkube) or per watch event (kopf) drowns
+    # what matters at scale; Blockflow logs its own decisions. DEBUG shows them all.
+    if logging.getLevelName(level) > logging.DEBUG:
+        for noisy in ("httpx", "httpx2", "httpcore", "kopf.objects"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -1,23 +1,31 @@
 """kopf wiring: watch the four Blockflow kinds and hand their events to the engines.
 
 This module only adapts kopf to Blockflow; decisions live in the pure engines
-(``controller.lifecycle``, ``controller.workflows``).  For now the operator
-observes and logs what it sees, validating each object against its model.
+(``controller.lifecycle``, ``controller.workflows``).  kopf watches, logs in
+and (later) serves admission; App and Block events go to the lifecycle runtime,
+which keeps its own work queue: kopf's on.event handlers write nothing, so each
+reconcile costs exactly the writes the engine decides.  Workflows and runs are
+observed and logged until the workflow engine lands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import aiohttp
 import kopf
 from pydantic import ValidationError
 
 from controller.api.kinds import ALL_KINDS, GROUP, VERSION, KindInfo
-from controller.kube import connection_info
+from controller.handlers.transport import Transport
+from controller.kube import connection_info, make_client
 from controller.logs import get_logger
+from controller.runtime.kubeapi import KubeApi
+from controller.runtime.reconciler import LifecycleRuntime
 from controller.settings import Settings
 
 log = get_logger("blockflow.operator")
@@ -62,13 +70,30 @@ def _configure(settings: kopf.OperatorSettings, config: Settings) -> None:
     settings.process.ultimate_exiting_timeout = 10
 
 
-def build_registry(config: Settings) -> kopf.OperatorRegistry:
+def _feeder(runtime: LifecycleRuntime) -> EventHandler:
+    async def feed(event: kopf.RawEvent, **_: Any) -> None:
+        runtime.observe(dict(event["object"]), event.get("type"))
+
+    return feed
+
+
+LIFECYCLE_KINDS = ("App", "Block")
+
+
+def build_registry(
+    config: Settings, runtime: LifecycleRuntime | None = None
+) -> kopf.OperatorRegistry:
     """A registry with Blockflow's handlers, independent of kopf's global default registry."""
     registry = kopf.OperatorRegistry()
     for info in ALL_KINDS:
-        kopf.on.event(
-            GROUP, VERSION, info.plural, registry=registry, id=f"observe-{info.singular}"
-        )(_observer(info))
+        handler = (
+            _feeder(runtime)
+            if runtime is not None and info.kind in LIFECYCLE_KINDS
+            else _observer(info)
+        )
+        kopf.on.event(GROUP, VERSION, info.plural, registry=registry, id=f"watch-{info.singular}")(
+            handler
+        )
 
     @kopf.on.login(registry=registry, id="login")
     async def login(**_: Any) -> kopf.ConnectionInfo:
@@ -96,12 +121,44 @@ async def run_operator(
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
-    """Run until stopped (SIGINT/SIGTERM or ``stop_flag``)."""
-    await kopf.operator(
-        registry=build_registry(config),
-        clusterwide=not config.namespaces,
-        namespaces=config.namespaces,
-        standalone=config.standalone,
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
+    """Run until stopped (SIGINT/SIGTERM or ``stop_flag``): kopf and the lifecycle runtime."""
+    client = make_client()
+    async with aiohttp.ClientSession() as http_session:
+        runtime = LifecycleRuntime(
+            KubeApi(client),
+            workers=config.workers,
+            http_transport_factory=http_transport_factory(http_session),
+        )
+        queue_task = asyncio.create_task(runtime.queue.run(), name="lifecycle-queue")
+        try:
+            await kopf.operator(
+                registry=build_registry(config, runtime),
+                clusterwide=not config.namespaces,
+                namespaces=config.namespaces,
+                standalone=config.standalone,
+                stop_flag=stop_flag,
+                ready_flag=ready_flag,
+            )
+        finally:
+            queue_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await queue_task
+            await client.close()
+
+
+def http_transport_factory(
+    session: aiohttp.ClientSession,
+) -> Callable[[dict[str, Any], bytes | None], Transport]:
+    """HTTP transports share one connection pool."""
+
+    def make(http: dict[str, Any], key: bytes | None) -> Transport:
+        from controller.handlers.http_transport import HttpTransport
+
+        return HttpTransport(
+            http["url"],
+            timeout_seconds=float(http.get("timeoutSeconds", 10)),
+            signing_key=key,
+            session=session,
+        )
+
+    return make

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Namespaces to watch (comma-separated); empty means the whole cluster.",
     )
+    workers: int = Field(
+        default=32, ge=1, le=1024, description="Reconciles of different entities run at once."
+    )
     standalone: bool = Field(default=True, description="Run without kopf peering (single replica).")
 
     @field_validator("log_level", mode="before")

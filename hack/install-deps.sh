@@ -5,6 +5,7 @@
 #                             only to build kube-apiserver/kube-controller-manager/kubectl once,
 #                             when they are not in $KUBEBUILDER_ASSETS, on PATH or in the cache
 #   python3-venv              only when `python3 -m venv` does not work
+#   postgresql                the tests start a throwaway server with its initdb/pg_ctl
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 K8S_VERSION="${BLOCKFLOW_K8S_VERSION:-1.20.2}"
@@ -16,7 +17,7 @@ have_binary() {
   [[ -x "$CACHE_BIN/$1" ]]
 }
 
-wanted=(openssl ca-certificates make)
+wanted=(openssl ca-certificates make postgresql)
 have_binary etcd || wanted+=(etcd-server)
 if ! have_binary kube-apiserver || ! have_binary kube-controller-manager; then
   wanted+=(golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev)

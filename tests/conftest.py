@@ -256,3 +256,8 @@ def run_controller(
         if _failed(request):
             print(f"\n----- controller log (pid {controller.proc.pid}) -----")
             print("\n".join(controller.lines[-200:]))
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+from tests.conftest_pg import postgres  # noqa: E402, F401  (a throwaway server per session)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 
-from tests.conftest import ControllerProcess, Kubectl, blockflow, demo_block
+from tests.conftest import ControllerProcess, Kubectl, blockflow
 
 
 def test_controller_sees_objects_and_stops_cleanly(
@@ -13,12 +13,7 @@ def test_controller_sees_objects_and_stops_cleanly(
 ) -> None:
     kubectl.apply(namespace, blockflow("App", "demo", {"handler": {"python": "demo"}}))
     controller = run_controller("--namespace", namespace)
-    controller.wait_for_log(
-        lambda r: (
-            r.get("event") == "object seen" and r.get("kind") == "App" and r.get("name") == "demo"
-        ),
-        what="App demo seen at startup",
-    )
+    kubectl.run("wait", "--for=condition=Ready", "app/demo", "-n", namespace, "--timeout=30s")
     # An object created while it runs is seen too, through the watch.
     kubectl.apply(
         namespace, blockflow("WorkflowRun", "run-1", {"workflowRef": {"name": "onboarding"}})
@@ -38,14 +33,13 @@ def test_controller_watches_only_its_namespaces(
     other = f"{namespace}-other"
     kubectl.run("create", "namespace", other)
     try:
-        for ns, name in ((namespace, "mine"), (other, "theirs")):
-            kubectl.apply(ns, demo_block(name))
+        for ns in (namespace, other):
+            kubectl.apply(ns, blockflow("App", "demo", {"handler": {"python": "demo"}}))
         controller = run_controller(env={"BLOCKFLOW_NAMESPACES": namespace})
-        controller.wait_for_log(
-            lambda r: r.get("name") == "mine" and r.get("event") == "object seen"
-        )
+        kubectl.run("wait", "--for=condition=Ready", "app/demo", "-n", namespace, "--timeout=30s")
         assert controller.stop(signal.SIGINT) == 0
-        assert not [r for r in controller.records() if r.get("name") == "theirs"]
+        theirs = kubectl.json("get", "app", "demo", "-n", other)
+        assert "status" not in theirs or not theirs["status"].get("lifecycle")
     finally:
         kubectl.run("delete", "namespace", other, "--wait=false", check=False)
 

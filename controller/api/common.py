@@ -145,6 +145,10 @@ class SensitiveSignals(ApiModel):
     names: list[str] = Field(
         default_factory=list, description="Names of the sensitive signals (keys of the Secret)."
     )
+    resource_version: str | None = Field(
+        default=None,
+        description="resourceVersion of the Secret last written; dependents re-sync on change.",
+    )
 
 
 class PromptRedirect(ApiModel):
@@ -182,6 +186,9 @@ class EntityStatus(ApiModel):
     )
     prompts: list[Prompt] = Field(
         default_factory=list, description="Open prompts that wait for a person."
+    )
+    state_secret_name: str | None = Field(
+        default=None, description="The Secret (owned by this entity) holding the handler's state."
     )
     fixed_config: FreeFormObject | None = Field(
         default=None,

@@ -311,6 +311,10 @@ def blocked(
             "description": message,
             "next_sync_time": None,
             "last_error": message if state is LifecycleState.FAILED else None,
+            # Recorded so that only a change of what blocks it (a dependency's value, the
+            # spec) plans a sync again: re-deciding the same wait would loop.
+            "inputs_hash": obs.inputs_hash or before.inputs_hash,
+            "last_handled_sync_at": obs.requested_sync_at or before.last_handled_sync_at,
         }
     )
     changed = before.status != state or before.description != message

@@ -1,0 +1,615 @@
+"""The lifecycle runtime: feeds watch events to the pure engine and carries out its decisions.
+
+One reconcile of an App or Block:
+
+1. make sure our finalizer is on it (once in its life);
+2. work out its context: the App and its handler (transport and declarations);
+3. resolve its inputs (signal references, the App's secret config) far enough to
+   fingerprint them — secret values are only read when the handler is called;
+4. ``engine.plan`` → call `sync` / `drain`, wait, release, or nothing;
+5. write the decision: Secrets (only when they change), one status patch (only
+   when it changes something), Events, the finalizer, and the next wake-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lightkube import ApiError
+
+from controller.api.common import LifecycleState, LifecycleStatus
+from controller.handlers.protocol import (
+    BlockTypeSpec,
+    DrainRequest,
+    EntityInput,
+    HandlerInfo,
+    HandlerRequest,
+    SignalSpec,
+    SyncRequest,
+)
+from controller.handlers.python_transport import PythonTransport, load_handler
+from controller.handlers.sdk import EntityKey
+from controller.handlers.transport import HandlerError, Transport
+from controller.lifecycle import engine
+from controller.lifecycle.engine import Action, Decision, Observed
+from controller.lifecycle.signals import (
+    SignalRef,
+    SignalRefError,
+    cycle_message,
+    find_cycle,
+    fingerprint,
+    resolve,
+    waiting_message,
+)
+from controller.logs import get_logger
+from controller.runtime.kubeapi import FINALIZER, KubeApi
+from controller.runtime.queue import WorkQueue
+from controller.runtime.store import Body, Key, Store
+
+log = get_logger("blockflow.lifecycle")
+
+SYNC_ANNOTATION = "blockflow.dev/requested-sync-at"
+DRAIN_ANNOTATION = "blockflow.dev/requested-drain-at"
+INFO_TTL = 30.0
+
+
+def secret_name(key: Key, purpose: str) -> str:
+    """Name of a Secret the controller owns for an entity (fits the 253-character limit)."""
+    name = f"{key.name}-{key.kind.lower()}-{purpose}"
+    if len(name) <= 253:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[: 253 - 11]}-{digest}"
+
+
+@dataclass(frozen=True)
+class Sensitive:
+    """Stands in for a sensitive signal value until the handler is actually called."""
+
+    ref: SignalRef
+    secret: str
+    version: str
+
+
+class Blocked(Exception):
+    """The handler must not be called now; the engine records why."""
+
+    def __init__(self, state: LifecycleState, reason: str, message: str, warn: bool = False):
+        super().__init__(message)
+        self.state, self.reason, self.message, self.warn = state, reason, message, warn
+
+
+@dataclass
+class Context:
+    """What a reconcile needs besides the entity itself."""
+
+    app: Body | None = None
+    transport: Transport | None = None
+    info: HandlerInfo | None = None
+    type_spec: BlockTypeSpec | None = None
+    sensitive: frozenset[str] = frozenset()
+    config: Any = None  # resolved, with Sensitive placeholders
+    app_config: dict[str, Any] = field(default_factory=dict)  # with secret values
+    inputs_hash: str | None = None
+    blocked: Blocked | None = None
+
+
+class LifecycleRuntime:
+    def __init__(
+        self,
+        api: KubeApi,
+        *,
+        workers: int = 16,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
+        http_transport_factory: Callable[[dict[str, Any], bytes | None], Transport] | None = None,
+    ) -> None:
+        self.api = api
+        self.store = Store()
+        self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=workers)
+        self.now = now
+        self.rng = rng or random.Random()
+        self.handler_requested: set[Key] = set()
+        self._infos: dict[Key, tuple[float, str, HandlerInfo]] = {}
+        self._http_factory = http_transport_factory
+        self.reconciles = 0
+
+    # -- intake --------------------------------------------------------------------------------
+
+    def observe(self, body: Body, event_type: str | None) -> None:
+        """A watch event: remember the body and enqueue what it affects."""
+        key = Key.of(body)
+        if event_type == "DELETED":
+            previous = self.store.remove(key)
+            self.queue.forget(key)
+            self._enqueue_related(key, previous)
+            return
+        previous = self.store.upsert(body)
+        self.queue.add(key)
+        if previous is None or _signals_view(previous) != _signals_view(body):
+            for referrer in self.store.referrers_of(key):
+                self.queue.add(referrer)
+        if key.kind == "App" and (previous is None or _app_view(previous) != _app_view(body)):
+            for block in self.store.blocks_of_app(key.namespace, key.name):
+                self.queue.add(block)
+        if body["metadata"].get("deletionTimestamp"):
+            self._enqueue_related(key, body)
+
+    def _enqueue_related(self, key: Key, body: Body | None) -> None:
+        """Whatever waits for this entity to go: referenced blocks, the App, referrers."""
+        for target in self.store.references_of(key):
+            self.queue.add(target)
+        if body is not None and key.kind == "Block":
+            app = (body.get("spec") or {}).get("app")
+            if app:
+                self.queue.add(Key("App", key.namespace, app))
+        for referrer in self.store.referrers_of(key):
+            self.queue.add(referrer)
+
+    async def request_sync(self, entity: EntityKey) -> None:
+        """``lifecycle.sync()`` from a Python handler."""
+        key = Key(entity.kind, entity.namespace, entity.name)
+        self.handler_requested.add(key)
+        self.queue.add(key)
+
+    # -- one reconcile -------------------------------------------------------------------------
+
+    async def reconcile(self, key: Key) -> None:
+        body = self.store.get(key)
+        if body is None:
+            return
+        self.reconciles += 1
+        try:
+            await self._reconcile(key, body)
+        except ApiError as exc:
+            code = exc.status.code
+            if code == 404:
+                return
+            log.warning("API error; retrying", entity=str(key), code=code, error=exc.status.message)
+            self.queue.add_after(key, 1.0 if code == 409 else 5.0)
+
+    async def _reconcile(self, key: Key, body: Body) -> None:
+        meta = body["metadata"]
+        deleting = bool(meta.get("deletionTimestamp"))
+        finalizers = meta.get("finalizers") or []
+        if deleting and FINALIZER not in finalizers:
+            return  # not ours (or already released)
+        if not deleting and FINALIZER not in finalizers:
+            body = await self.api.add_finalizer(key.kind, body)
+            self.store.upsert(body)
+        ctx = await self._context(key, body, deleting)
+        obs = self._observed(key, body, ctx, deleting)
+        now = self.now()
+        decided = engine.plan(obs, now)
+        if decided.action is Action.NONE:
+            return
+        if decided.action is Action.WAIT:
+            assert decided.at is not None
+            self.queue.add_after(key, (decided.at - now).total_seconds())
+            return
+        if decided.action is Action.RELEASE:
+            await self._release(key, body, decided.reason)
+            return
+        if decided.action is Action.SYNC:
+            decision = await self._sync(key, body, ctx, obs, now)
+        else:
+            decision = await self._drain(key, body, ctx, obs, now)
+        await self._apply(key, body, obs, decision)
+
+    # -- context -------------------------------------------------------------------------------
+
+    async def _context(self, key: Key, body: Body, deleting: bool) -> Context:
+        ctx = Context()
+        try:
+            await self._load_handler(key, body, ctx)
+            if not deleting:
+                await self._resolve_inputs(key, body, ctx)
+        except Blocked as blocked:
+            ctx.blocked = blocked
+        except HandlerError as exc:
+            ctx.blocked = Blocked(LifecycleState.FAILED, exc.reason, exc.message, warn=True)
+        return ctx
+
+    async def _load_handler(self, key: Key, body: Body, ctx: Context) -> None:
+        spec = body.get("spec") or {}
+        if key.kind == "App":
+            ctx.app = body
+        else:
+            app_name = str(spec.get("app"))
+            ctx.app = self.store.get(Key("App", key.namespace, app_name))
+            if ctx.app is None:
+                raise Blocked(
+                    LifecycleState.IN_PROGRESS, "DependencyNotReady", f"Waiting for App {app_name}"
+                )
+        app_key = Key.of(ctx.app)
+        ctx.transport = await self._transport(app_key, ctx.app)
+        ctx.info = await self._info(app_key, ctx.app, ctx.transport)
+        if key.kind == "App":
+            ctx.sensitive = _sensitive(ctx.info.app_signals)
+            return
+        block_type = str(spec.get("type"))
+        ctx.type_spec = ctx.info.block_types.get(block_type)
+        if ctx.type_spec is None:
+            offered = ", ".join(sorted(ctx.info.block_types)) or "none"
+            raise Blocked(
+                LifecycleState.FAILED,
+                "UnknownBlockType",
+                f"spec.type: block type {block_type!r} is not offered by the handler of App "
+                f"{app_key.name} (offered: {offered})",
+                warn=True,
+            )
+        ctx.sensitive = _sensitive(ctx.type_spec.signals)
+
+    async def _transport(self, app_key: Key, app: Body) -> Transport:
+        handler = (app.get("spec") or {}).get("handler") or {}
+        if handler.get("python"):
+            return PythonTransport(load_handler(handler["python"]), self.request_sync)
+        http = handler.get("http") or {}
+        if self._http_factory is None:
+            raise HandlerError("HTTP handlers are not available", reason="UnknownHandler")
+        key: bytes | None = None
+        ref = http.get("secretRef")
+        if ref:
+            found = await self.api.read_secret(app_key.namespace, ref["name"])
+            secret_key = ref.get("key", "key")
+            if found is None or secret_key not in found[0]:
+                raise Blocked(
+                    LifecycleState.FAILED,
+                    "SecretNotFound",
+                    f"spec.handler.http.secretRef: Secret {ref['name']} with key {secret_key!r} "
+                    f"not found in namespace {app_key.namespace}; create it",
+                    warn=True,
+                )
+            key = found[0][secret_key].encode()
+        return self._http_factory(http, key)
+
+    async def _info(self, app_key: Key, app: Body, transport: Transport) -> HandlerInfo:
+        """The handler's declarations, cached briefly (HTTP handlers are asked over the wire)."""
+        handler_id = fingerprint((app.get("spec") or {}).get("handler"))
+        cached = self._infos.get(app_key)
+        clock = self.now().timestamp()
+        if cached and cached[1] == handler_id and clock - cached[0] < INFO_TTL:
+            return cached[2]
+        info = await transport.info()
+        self._infos[app_key] = (clock, handler_id, info)
+        return info
+
+    async def _resolve_inputs(self, key: Key, body: Body, ctx: Context) -> None:
+        assert ctx.app is not None
+        app_config, app_versions = await self._app_config(ctx.app)
+        ctx.app_config = app_config
+        spec = body.get("spec") or {}
+        if key.kind == "App":
+            ctx.config = app_config
+            ctx.inputs_hash = fingerprint(spec.get("config"), app_versions)
+            return
+        app_inputs = ((ctx.app.get("status") or {}).get("lifecycle") or {}).get("inputsHash")
+        try:
+            resolution = resolve(spec.get("config") or {}, key.namespace, self._lookup(key))
+        except SignalRefError as exc:
+            raise Blocked(LifecycleState.FAILED, "InvalidSignalRef", str(exc), warn=True) from None
+        ctx.config = resolution.config
+        ctx.inputs_hash = fingerprint(
+            _hashable(resolution.config), [r.describe() for r in resolution.missing], app_inputs
+        )
+        cycle = find_cycle(
+            (key.kind, key.name),
+            lambda node: [
+                (k.kind, k.name)
+                for k in self.store.references_of(Key(node[0], key.namespace, node[1]))
+            ],
+        )
+        if cycle:
+            raise Blocked(LifecycleState.FAILED, "DependencyCycle", cycle_message(cycle), warn=True)
+        if resolution.missing:
+            raise Blocked(
+                LifecycleState.IN_PROGRESS,
+                "DependencyNotReady",
+                waiting_message(resolution.missing),
+            )
+
+    def _lookup(self, key: Key) -> Callable[[SignalRef], tuple[bool, Any]]:
+        def lookup(ref: SignalRef) -> tuple[bool, Any]:
+            target = self.store.get(Key(ref.kind, key.namespace, ref.name))
+            if target is None or (target["metadata"].get("deletionTimestamp")):
+                return False, None
+            status = target.get("status") or {}
+            signals = status.get("signals") or {}
+            if ref.signal in signals:
+                return True, signals[ref.signal]
+            sensitive = status.get("sensitiveSignals") or {}
+            if ref.signal in (sensitive.get("names") or []):
+                return True, Sensitive(
+                    ref, sensitive["secretName"], sensitive.get("resourceVersion", "")
+                )
+            return False, None
+
+        return lookup
+
+    async def _app_config(self, app: Body) -> tuple[dict[str, Any], list[str]]:
+        """The App's config with its configFrom Secrets merged in, and their versions."""
+        spec = app.get("spec") or {}
+        config = dict(spec.get("config") or {})
+        versions = []
+        namespace = app["metadata"]["namespace"]
+        for index, source in enumerate(spec.get("configFrom") or []):
+            name = source["secretRef"]["name"]
+            found = await self.api.read_secret(namespace, name)
+            if found is None:
+                raise Blocked(
+                    LifecycleState.FAILED,
+                    "SecretNotFound",
+                    f"spec.configFrom[{index}].secretRef: Secret {name} not found in namespace "
+                    f"{namespace}; create it",
+                    warn=True,
+                )
+            config.update(found[0])
+            versions.append(f"{name}@{found[1]}")
+        return config, versions
+
+    # -- observed state ------------------------------------------------------------------------
+
+    def _observed(self, key: Key, body: Body, ctx: Context, deleting: bool) -> Observed:
+        meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+        annotations = meta.get("annotations") or {}
+        raw_lifecycle = status.get("lifecycle")
+        from controller.api.common import Condition
+
+        return Observed(
+            generation=meta.get("generation", 1),
+            lifecycle=LifecycleStatus.model_validate(raw_lifecycle) if raw_lifecycle else None,
+            observed_generation=status.get("observedGeneration"),
+            conditions=[Condition.model_validate(c) for c in status.get("conditions") or []],
+            signals=status.get("signals") or {},
+            deleting=deleting,
+            orphan=spec.get("deletionPolicy") == "Orphan",
+            requested_sync_at=annotations.get(SYNC_ANNOTATION),
+            requested_drain_at=annotations.get(DRAIN_ANNOTATION),
+            handler_version=ctx.info.version if ctx.info else None,
+            sensitive_signal_names=ctx.sensitive,
+            inputs_hash=ctx.inputs_hash,
+            sync_requested_by_handler=key in self.handler_requested,
+        )
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    async def _sync(
+        self, key: Key, body: Body, ctx: Context, obs: Observed, now: datetime
+    ) -> Decision:
+        self.handler_requested.discard(key)
+        if ctx.blocked is not None:
+            b = ctx.blocked
+            return engine.blocked(
+                obs, now, state=b.state, reason=b.reason, message=b.message, warn=b.warn
+            )
+        fixed = _fixed_values(body, ctx.type_spec)
+        recorded = (body.get("status") or {}).get("fixedConfig")
+        if recorded is not None and fixed is not None:
+            changed = [f for f in fixed if f in recorded and recorded[f] != fixed[f]]
+            if changed:
+                field_name = changed[0]
+                return engine.blocked(
+                    obs,
+                    now,
+                    state=LifecycleState.FAILED,
+                    reason="FixedFieldChanged",
+                    warn=True,
+                    message=(
+                        f"spec.config.{field_name} is fixed: it was {recorded[field_name]!r} when "
+                        f"created and is now {fixed[field_name]!r}; change it back, or delete and "
+                        f"recreate the {key.kind}"
+                    ),
+                )
+        request = await self._request(SyncRequest, key, body, ctx)
+        assert ctx.transport is not None
+        try:
+            reply = await ctx.transport.call(request)
+        except HandlerError as exc:
+            return engine.after_sync(obs, exc, now, self.rng)
+        return engine.after_sync(
+            obs, reply, now, self.rng, fixed_config=fixed if recorded is None else None
+        )
+
+    async def _drain(
+        self, key: Key, body: Body, ctx: Context, obs: Observed, now: datetime
+    ) -> Decision:
+        waiting_for = self._alive_dependents(key)
+        if waiting_for:
+            names = ", ".join(str(k.kind) + " " + k.name for k in sorted(waiting_for))
+            return engine.blocked(
+                obs,
+                now,
+                state=LifecycleState.DRAINING,
+                reason="DependentsExist",
+                message=f"Waiting for dependents to go: {names}",
+            )
+        if ctx.blocked is not None or ctx.transport is None:
+            b = ctx.blocked
+            assert b is not None
+            error = HandlerError(b.message, reason=b.reason)
+            return engine.after_drain(obs, error, now, self.rng)
+        ctx.app_config = (await self._app_config(ctx.app))[0] if ctx.app else {}
+        ctx.config = (body.get("spec") or {}).get("config") or {}
+        if key.kind == "App":
+            ctx.config = ctx.app_config
+        request = await self._request(DrainRequest, key, body, ctx)
+        try:
+            reply = await ctx.transport.call(request)
+        except HandlerError as exc:
+            return engine.after_drain(obs, exc, now, self.rng)
+        return engine.after_drain(obs, reply, now, self.rng)
+
+    def _alive_dependents(self, key: Key) -> set[Key]:
+        if key.kind == "App":
+            candidates = self.store.blocks_of_app(key.namespace, key.name)
+        else:
+            candidates = self.store.referrers_of(key)
+        return {k for k in candidates if self.store.get(k) is not None}
+
+    async def _request(
+        self, model: type[HandlerRequest], key: Key, body: Body, ctx: Context
+    ) -> HandlerRequest:
+        config = await self._reveal(key.namespace, ctx.config)
+        own = await self._entity_input(key, body, config)
+        app_input = None
+        if key.kind != "App" and ctx.app is not None:
+            app_input = await self._entity_input(Key.of(ctx.app), ctx.app, ctx.app_config)
+        state = await self._read_state(key, body)
+        return model(entity=own, app=app_input, state=state)
+
+    async def _entity_input(self, key: Key, body: Body, config: Any) -> EntityInput:
+        meta, status = body["metadata"], body.get("status") or {}
+        signals = dict(status.get("signals") or {})
+        sensitive = status.get("sensitiveSignals") or {}
+        if sensitive.get("names"):
+            found = await self.api.read_secret(key.namespace, sensitive["secretName"])
+            if found:
+                signals.update({k: v for k, v in found[0].items() if k in sensitive["names"]})
+        lifecycle = status.get("lifecycle") or {}
+        return EntityInput(
+            kind=key.kind,
+            name=key.name,
+            namespace=key.namespace,
+            uid=meta.get("uid", ""),
+            generation=meta.get("generation", 1),
+            type=(body.get("spec") or {}).get("type"),
+            config=config if isinstance(config, dict) else {},
+            status=lifecycle.get("status"),
+            signals=signals,
+        )
+
+    async def _reveal(self, namespace: str, value: Any) -> Any:
+        """Replace Sensitive placeholders with the secret values (only for a handler call)."""
+        if isinstance(value, Sensitive):
+            found = await self.api.read_secret(namespace, value.secret)
+            return found[0].get(value.ref.signal) if found else None
+        if isinstance(value, dict):
+            return {k: await self._reveal(namespace, v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [await self._reveal(namespace, v) for v in value]
+        return value
+
+    async def _read_state(self, key: Key, body: Body) -> dict[str, Any]:
+        import json
+
+        name = (body.get("status") or {}).get("stateSecretName")
+        if not name:
+            return {}
+        found = await self.api.read_secret(key.namespace, name)
+        if not found or "state.json" not in found[0]:
+            return {}
+        loaded = json.loads(found[0]["state.json"])
+        return loaded if isinstance(loaded, dict) else {}
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def _apply(self, key: Key, body: Body, obs: Observed, decision: Decision) -> None:
+        import json
+
+        patch = dict(decision.status_patch)
+        status = body.get("status") or {}
+        labels = {"app.kubernetes.io/managed-by": "blockflow"}
+        if decision.sensitive_signal_updates:
+            name = secret_name(key, "signals")
+            updates = {
+                k: (None if v is None else v if isinstance(v, str) else json.dumps(v))
+                for k, v in decision.sensitive_signal_updates.items()
+            }
+            await self.api.merge_secret(key.namespace, name, updates, body, labels)
+            found = await self.api.read_secret(key.namespace, name)
+            names = sorted(
+                (set((status.get("sensitiveSignals") or {}).get("names") or []) | set(updates))
+                - {k for k, v in updates.items() if v is None}
+            )
+            patch["sensitiveSignals"] = {
+                "secretName": name,
+                "names": names,
+                "resourceVersion": found[1] if found else None,
+            }
+        if decision.state_update is not None:
+            name = secret_name(key, "state")
+            await self.api.merge_secret(
+                key.namespace, name, {"state.json": json.dumps(decision.state_update)}, body, labels
+            )
+            patch["stateSecretName"] = name
+        if _changes(status, patch):
+            updated = await self.api.patch_status(key.kind, key.namespace, key.name, patch)
+            self.store.upsert(updated)
+            body = updated
+        for event in decision.events:
+            await self.api.post_event(body, event.type, event.reason, event.message)
+        if decision.release_finalizer:
+            await self._release(key, body, "Drained")
+            return
+        if decision.requeue_at is not None:
+            delay = (decision.requeue_at - self.now()).total_seconds()
+            self.queue.add_after(key, delay)
+        if decision.sensitive_signal_updates or "signals" in patch:
+            for referrer in self.store.referrers_of(key):
+                self.queue.add(referrer)
+
+    async def _release(self, key: Key, body: Body, reason: str) -> None:
+        updated = await self.api.remove_finalizer(key.kind, body)
+        log.info("finalizer released", entity=str(key), reason=reason)
+        if updated is not None:
+            self.store.upsert(updated)
+        self._enqueue_related(key, body)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _sensitive(signals: list[SignalSpec]) -> frozenset[str]:
+    return frozenset(s.name for s in signals if s.sensitive)
+
+
+def _signals_view(body: Body) -> Any:
+    status = body.get("status") or {}
+    return (
+        status.get("signals"),
+        (status.get("sensitiveSignals") or {}).get("resourceVersion"),
+        bool(body["metadata"].get("deletionTimestamp")),
+    )
+
+
+def _app_view(body: Body) -> Any:
+    lifecycle = (body.get("status") or {}).get("lifecycle") or {}
+    return (lifecycle.get("inputsHash"), lifecycle.get("handlerVersion"), body.get("spec"))
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, Sensitive):
+        return f"sensitive:{value.secret}@{value.version}:{value.ref.signal}"
+    if isinstance(value, dict):
+        return {k: _hashable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hashable(v) for v in value]
+    return value
+
+
+def _fixed_values(body: Body, type_spec: BlockTypeSpec | None) -> dict[str, Any] | None:
+    if type_spec is None or not type_spec.fixed:
+        return None
+    config = (body.get("spec") or {}).get("config") or {}
+    return {name: config.get(name) for name in type_spec.fixed}
+
+
+def _changes(status: Body, patch: Body) -> bool:
+    """Would this merge patch change the status? (Skip writes that change nothing.)"""
+    for key, value in patch.items():
+        current = status.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            if any(
+                current.get(k) != v
+                for k, v in value.items()
+                if not (v is None and k not in current)
+            ):
+                return True
+        elif current != value:
+            return True
+    return False

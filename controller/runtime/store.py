@@ -1,0 +1,94 @@
+"""The latest body of every App and Block, and who references whom (an in-memory index).
+
+Fed by watch events; read by the reconciler to resolve signal references and
+to find the dependents to re-sync when a signal changes, without polling.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from controller.lifecycle.signals import SignalRefError, find_refs
+
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True, order=True)
+class Key:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+    @classmethod
+    def of(cls, body: Body) -> Key:
+        meta = body["metadata"]
+        return cls(body["kind"], meta["namespace"], meta["name"])
+
+
+class Store:
+    def __init__(self) -> None:
+        self._bodies: dict[Key, Body] = {}
+        self._references: dict[Key, set[Key]] = {}  # block → what its config references
+        self._referrers: dict[Key, set[Key]] = defaultdict(set)  # target → blocks referencing it
+        self._blocks_of_app: dict[tuple[str, str], set[Key]] = defaultdict(set)
+
+    def get(self, key: Key) -> Body | None:
+        return self._bodies.get(key)
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+    def upsert(self, body: Body) -> Body | None:
+        """Store the body; returns the previous one."""
+        key = Key.of(body)
+        previous = self._bodies.get(key)
+        self._bodies[key] = body
+        if key.kind == "Block":
+            self._index_block(key, body, previous)
+        return previous
+
+    def remove(self, key: Key) -> Body | None:
+        previous = self._bodies.pop(key, None)
+        if key.kind == "Block":
+            self._unindex_block(key, previous)
+        return previous
+
+    # -- index ---------------------------------------------------------------------------------
+
+    def references_of(self, key: Key) -> set[Key]:
+        return set(self._references.get(key, ()))
+
+    def referrers_of(self, key: Key) -> set[Key]:
+        return set(self._referrers.get(key, ()))
+
+    def blocks_of_app(self, namespace: str, app: str) -> set[Key]:
+        return set(self._blocks_of_app.get((namespace, app), ()))
+
+    def _index_block(self, key: Key, body: Body, previous: Body | None) -> None:
+        self._unindex_block(key, previous)
+        spec = body.get("spec") or {}
+        try:
+            refs = find_refs(spec.get("config") or {}, key.namespace)
+        except SignalRefError:
+            refs = []  # reported by the reconciler, which re-parses with the error
+        targets = {Key(ref.kind, key.namespace, ref.name) for _, ref in refs}
+        self._references[key] = targets
+        for target in targets:
+            self._referrers[target].add(key)
+        if spec.get("app"):
+            self._blocks_of_app[(key.namespace, spec["app"])].add(key)
+
+    def _unindex_block(self, key: Key, previous: Body | None) -> None:
+        for target in self._references.pop(key, set()):
+            self._referrers[target].discard(key)
+            if not self._referrers[target]:
+                del self._referrers[target]
+        if previous is not None:
+            app = (previous.get("spec") or {}).get("app")
+            if app:
+                self._blocks_of_app[(key.namespace, app)].discard(key)
