@@ -36,9 +36,10 @@ def test_kopf_object_logs_are_flattened(stream: io.StringIO) -> None:
         "k8s_skip": False,
         "k8s_ref": {"kind": "Block", "namespace": "ns1", "name": "assets", "uid": "u"},
     }
-    logging.getLogger("kopf.objects").info("Handler succeeded.", extra=extra)
+    logging.getLogger("kopf.objects").info("Handler succeeded.", extra=extra)  # quiet at INFO
+    logging.getLogger("kopf.objects").warning("Handler failed.", extra=extra)
     (record,) = _records(stream)
-    assert record["event"] == "Handler succeeded."
+    assert record["event"] == "Handler failed." and record["level"] == "warning"
     assert (record["kind"], record["namespace"], record["name"]) == ("Block", "ns1", "assets")
     assert "settings" not in record and "k8s_ref" not in record
 
