@@ -93,7 +93,7 @@ class Kubectl:
 
     def apply(self, namespace: str, *documents: dict[str, Any]) -> subprocess.CompletedProcess[str]:
         """`kubectl apply` of manifests given as dicts (JSON is valid YAML)."""
-        text = "\n---\n".join(json.dumps(doc) for doc in documents)
+        text = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(documents)})
         return self.run("apply", "-n", namespace, "-f", "-", input=text)
 
 
@@ -105,6 +105,20 @@ def blockflow(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": spec,
     }
+
+
+def eventually(check: Callable[[], Any], *, timeout: float = 30, what: str = "") -> Any:
+    """Poll `check` until it returns something truthy (returned), within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or check!r}; last: {last!r}"
+    )
 
 
 def demo_block(name: str) -> dict[str, Any]:

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import REPO, Cluster, Kubectl, demo_block
+from tests.conftest import REPO, Cluster, Kubectl, demo_block, eventually
 
 SCRIPT = REPO / "hack" / "control-plane.sh"
-
-
-def _eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_objects_owned_by_a_block_are_garbage_collected(kubectl: Kubectl, namespace: str) -> None:
@@ -43,7 +32,7 @@ def test_objects_owned_by_a_block_are_garbage_collected(kubectl: Kubectl, namesp
     )
     kubectl.run("delete", "block", "owner", "-n", namespace)
     # The garbage collector discovers new CRDs periodically (~30 s), hence the generous wait.
-    _eventually(
+    eventually(
         lambda: (
             kubectl.run("get", "configmap", "owned", "-n", namespace, check=False).returncode != 0
         ),

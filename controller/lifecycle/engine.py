@@ -120,7 +120,7 @@ def plan(obs: Observed, now: datetime) -> Plan:
     if drain_requested:
         return Plan(Action.DRAIN, "DrainRequested")
     if state in _DRAIN_STATES:
-        return _due(obs, now, Action.DRAIN, "DrainRescheduled")
+        return _drain_due(obs, now, "DrainRescheduled")
     trigger = _sync_trigger(obs)
     if trigger:
         return Plan(Action.SYNC, trigger)
@@ -135,7 +135,7 @@ def _plan_deletion(obs: Observed, now: datetime) -> Plan:
     if obs.state is LifecycleState.DRAINED:
         return Plan(Action.RELEASE, "Drained")
     if obs.state in _DRAIN_STATES:
-        return _due(obs, now, Action.DRAIN, "Deleting")
+        return _drain_due(obs, now, "Deleting")
     return Plan(Action.DRAIN, "Deleting")
 
 
@@ -163,6 +163,15 @@ def _sync_trigger(obs: Observed) -> str | None:
     if obs.sync_requested_by_handler:
         return "HandlerRequested"
     return None
+
+
+def _drain_due(obs: Observed, now: datetime, reason: str) -> Plan:
+    """A drain in progress runs again when due, or now when nothing is scheduled (it was
+    waiting for something else, e.g. dependents to go, and was woken because that changed)."""
+    next_time = obs.lifecycle.next_sync_time if obs.lifecycle else None
+    if next_time is not None and next_time > now:
+        return Plan(Action.WAIT, reason, at=next_time)
+    return Plan(Action.DRAIN, reason)
 
 
 def _due(obs: Observed, now: datetime, action: Action, reason: str) -> Plan:

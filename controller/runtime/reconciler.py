@@ -124,10 +124,12 @@ class LifecycleRuntime:
     def observe(self, body: Body, event_type: str | None) -> None:
         """A watch event: remember the body and enqueue what it affects."""
         key = Key.of(body)
+        log.debug("watch event", entity=str(key), type=event_type)
         if event_type == "DELETED":
-            previous = self.store.remove(key)
+            # Wake what waited for it first: removal also drops its references from the index.
+            self._enqueue_related(key, self.store.get(key) or body)
+            self.store.remove(key)
             self.queue.forget(key)
-            self._enqueue_related(key, previous)
             return
         previous = self.store.upsert(body)
         self.queue.add(key)

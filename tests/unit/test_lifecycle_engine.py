@@ -87,6 +87,13 @@ def conditions(decision: engine.Decision) -> dict[str, str]:
             Action.DRAIN,
             "Deleting",
         ),
+        # A drain that waited for dependents (nothing scheduled) runs when woken.
+        (observed(S.DRAINING, deleting=True), Action.DRAIN, "Deleting"),
+        (
+            observed(S.DRAINING, requested_drain_at="d1", last_handled_drain_at="d1"),
+            Action.DRAIN,
+            "DrainRescheduled",
+        ),
     ],
 )
 def test_plan_calls_the_handler_exactly_when_needed(
