@@ -445,3 +445,26 @@ def test_scheduled_syncs_survive_a_controller_restart(
     run_controller("--namespace", namespace)
     eventually(lambda: sync_count(kubectl, namespace, "later") > before, what="sync after restart")
     assert lifecycle(kubectl, namespace, "later")["lastSyncTime"] >= due
+
+
+def test_prompts_go_to_status_and_state_is_kept_in_an_owned_secret(
+    kubectl: Kubectl, namespace: str, controller: ControllerProcess
+) -> None:
+    prompt = {"key": "oauth", "message": "Authorize access", "redirect": {"url": "https://x/auth"}}
+    reply = {"newStatus": "in_progress", "prompts": [prompt], "state": {"cursor": 7}}
+    kubectl.apply(namespace, scripted("asker", sync=reply))
+    current = eventually(
+        lambda: (
+            status(kubectl, namespace, "block", "asker").get("prompts")
+            and status(kubectl, namespace, "block", "asker")
+        ),
+        what="prompts in status",
+    )
+    assert current["prompts"] == [
+        {**prompt, "redirect": {"url": "https://x/auth", "method": "GET"}}
+    ]
+    secret = kubectl.json("get", "secret", current["stateSecretName"], "-n", namespace)
+    import base64
+
+    assert json.loads(base64.b64decode(secret["data"]["state.json"])) == {"cursor": 7}
+    assert secret["metadata"]["ownerReferences"][0]["name"] == "asker"

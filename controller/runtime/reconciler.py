@@ -185,6 +185,10 @@ class LifecycleRuntime:
             body = await self.api.add_finalizer(key.kind, body)
             self.store.upsert(body)
         ctx = await self._context(key, body, deleting)
+        if key.kind == "App" and not deleting and _is_http(body):
+            # An HTTP handler cannot tell us its version changed: ask again every INFO_TTL
+            # (one GET per App, not per entity); a new version re-syncs the App's entities.
+            self.queue.add_after(key, INFO_TTL)
         obs = self._observed(key, body, ctx, deleting)
         now = self.now()
         decided = engine.plan(obs, now)
@@ -564,6 +568,10 @@ class LifecycleRuntime:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _is_http(app: Body) -> bool:
+    return bool(((app.get("spec") or {}).get("handler") or {}).get("http"))
 
 
 def _sensitive(signals: list[SignalSpec]) -> frozenset[str]:
