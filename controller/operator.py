@@ -129,7 +129,7 @@ async def run_operator(
             workers=config.workers,
             http_transport_factory=http_transport_factory(http_session),
         )
-        queue_task = asyncio.create_task(runtime.queue.run(), name="lifecycle-queue")
+        queue_task = asyncio.create_task(runtime.run(), name="lifecycle-runtime")
         try:
             await kopf.operator(
                 registry=build_registry(config, runtime),

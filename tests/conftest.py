@@ -169,7 +169,29 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
     name = f"t-{base}-{secrets.token_hex(3)}"
     kubectl.run("create", "namespace", name)
     yield name
+    release_finalizers(kubectl, name)
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def release_finalizers(kubectl: Kubectl, namespace: str) -> None:
+    """The controller has stopped by now: drop its finalizers so the namespace can go."""
+    listed = kubectl.run("get", "blockflow", "-n", namespace, "-o", "json", check=False)
+    if listed.returncode != 0:
+        return
+    for item in json.loads(listed.stdout).get("items", []):
+        if item["metadata"].get("finalizers"):
+            kind, name = item["kind"].lower(), item["metadata"]["name"]
+            kubectl.run(
+                "patch",
+                kind,
+                name,
+                "-n",
+                namespace,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
 
 
 # -- the controller process ------------------------------------------------------------------

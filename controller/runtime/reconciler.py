@@ -13,6 +13,7 @@ One reconcile of an App or Block:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 from collections.abc import Callable
@@ -115,9 +116,14 @@ class LifecycleRuntime:
         self.now = now
         self.rng = rng or random.Random()
         self.handler_requested: set[Key] = set()
+        self.events = EventPoster(api)
         self._infos: dict[Key, tuple[float, str, HandlerInfo]] = {}
         self._http_factory = http_transport_factory
         self.reconciles = 0
+
+    async def run(self) -> None:
+        """Serve the work queue and post events until cancelled."""
+        await asyncio.gather(self.queue.run(), self.events.run())
 
     # -- intake --------------------------------------------------------------------------------
 
@@ -132,6 +138,8 @@ class LifecycleRuntime:
             self.queue.forget(key)
             return
         previous = self.store.upsert(body)
+        if self.store.get(key) is not body:
+            return  # an event older than what we already hold (e.g. our own write's result)
         self.queue.add(key)
         if previous is None or _signals_view(previous) != _signals_view(body):
             for referrer in self.store.referrers_of(key):
@@ -548,7 +556,7 @@ class LifecycleRuntime:
             self.store.upsert(updated)
             body = updated
         for event in decision.events:
-            await self.api.post_event(body, event.type, event.reason, event.message)
+            self.events.post(body, event.type, event.reason, event.message)
         if decision.release_finalizer:
             await self._release(key, body, "Drained")
             return
@@ -623,3 +631,31 @@ def _changes(status: Body, patch: Body) -> bool:
         elif current != value:
             return True
     return False
+
+
+class EventPoster:
+    """Posts Kubernetes Events in the background, off the reconcile's critical path.
+
+    Events are for people; a reconcile must not wait for them. The queue is bounded:
+    when the API server cannot keep up, the oldest-first backlog is kept and new events
+    are dropped and counted, never blocking a worker.
+    """
+
+    def __init__(self, api: KubeApi, *, limit: int = 1000) -> None:
+        self.api = api
+        self.dropped = 0
+        self._queue: asyncio.Queue[tuple[Body, str, str, str]] = asyncio.Queue(maxsize=limit)
+
+    def post(self, body: Body, type_: str, reason: str, message: str) -> None:
+        try:
+            self._queue.put_nowait((body, type_, reason, message))
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def run(self) -> None:
+        while True:
+            body, type_, reason, message = await self._queue.get()
+            try:
+                await self.api.post_event(body, type_, reason, message)
+            except Exception as exc:  # an Event is never worth stopping the poster for
+                log.warning("could not post event", reason=reason, error=str(exc))

@@ -44,9 +44,15 @@ class Store:
         return len(self._bodies)
 
     def upsert(self, body: Body) -> Body | None:
-        """Store the body; returns the previous one."""
+        """Store the body unless it is older than the stored one; returns the previous one.
+
+        Watch events can arrive after the controller stored a newer version of the same
+        object from its own write's response; taking the stale one would re-run a sync.
+        """
         key = Key.of(body)
         previous = self._bodies.get(key)
+        if previous is not None and _older(body, previous):
+            return previous
         self._bodies[key] = body
         if key.kind == "Block":
             self._index_block(key, body, previous)
@@ -92,3 +98,14 @@ class Store:
             app = (previous.get("spec") or {}).get("app")
             if app:
                 self._blocks_of_app[(key.namespace, app)].discard(key)
+
+
+def _older(body: Body, than: Body) -> bool:
+    """Same object (uid) with a lower resourceVersion (etcd revisions are integers)."""
+    new_meta, old_meta = body["metadata"], than["metadata"]
+    if new_meta.get("uid") != old_meta.get("uid"):
+        return False
+    try:
+        return int(new_meta.get("resourceVersion", "")) < int(old_meta.get("resourceVersion", ""))
+    except ValueError:
+        return False
