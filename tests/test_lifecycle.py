@@ -468,3 +468,38 @@ def test_prompts_go_to_status_and_state_is_kept_in_an_owned_secret(
 
     assert json.loads(base64.b64decode(secret["data"]["state.json"])) == {"cursor": 7}
     assert secret["metadata"]["ownerReferences"][0]["name"] == "asker"
+
+
+def test_config_that_breaks_the_types_schema_is_refused_naming_the_field(
+    kubectl: Kubectl, namespace: str, run_controller: Controller
+) -> None:
+    kubectl.apply(
+        namespace,
+        blockflow("App", "demo", {"handler": {"python": "demo"}}),
+        blockflow(
+            "Block",
+            "neg",
+            {"app": "demo", "type": "bucket", "config": {"name": "x", "provisionSeconds": -1}},
+        ),
+    )
+    run_controller("--namespace", namespace)
+    stalled = eventually(
+        lambda: (
+            condition(kubectl, namespace, "neg", "Stalled").get("status") == "True"
+            and condition(kubectl, namespace, "neg", "Stalled")
+        ),
+        what="neg stalled",
+    )
+    assert stalled["reason"] == "InvalidConfig"
+    assert stalled["message"] == "spec.config.provisionSeconds: must be >= 0"
+    kubectl.run(
+        "patch",
+        "block",
+        "neg",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"config": {"provisionSeconds": 0}}}),
+    )
+    wait_ready(kubectl, namespace, "block/neg")

@@ -47,6 +47,7 @@ from controller.lifecycle.signals import (
     resolve,
     waiting_message,
 )
+from controller.lifecycle.validation import config_error
 from controller.logs import get_logger
 from controller.runtime.kubeapi import FINALIZER, KubeApi
 from controller.runtime.queue import WorkQueue
@@ -419,6 +420,19 @@ class LifecycleRuntime:
                         f"recreate the {key.kind}"
                     ),
                 )
+        schema = ctx.info.app_config_schema if key.kind == "App" and ctx.info else None
+        if ctx.type_spec is not None:
+            schema = ctx.type_spec.config_schema
+        invalid = config_error(_hashable(ctx.config), schema)
+        if invalid is not None:
+            return engine.blocked(
+                obs,
+                now,
+                state=LifecycleState.FAILED,
+                reason="InvalidConfig",
+                message=invalid,
+                warn=True,
+            )
         request = await self._request(SyncRequest, key, body, ctx)
         assert ctx.transport is not None
         try:
