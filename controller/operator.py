@@ -22,7 +22,8 @@ from pydantic import ValidationError
 
 from controller.api.kinds import ALL_KINDS, GROUP, VERSION, KindInfo
 from controller.handlers.transport import Transport
-from controller.kube import connection_info, make_client
+from controller.kube import connection_info
+from controller.kube_rest import RestClient
 from controller.logs import get_logger
 from controller.runtime.kubeapi import KubeApi
 from controller.runtime.reconciler import LifecycleRuntime
@@ -122,7 +123,7 @@ async def run_operator(
     ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
     """Run until stopped (SIGINT/SIGTERM or ``stop_flag``): kopf and the lifecycle runtime."""
-    client = make_client()
+    client = RestClient(connection_info, limit=max(config.workers, 8) + 8)
     async with aiohttp.ClientSession() as http_session:
         runtime = LifecycleRuntime(
             KubeApi(client),

@@ -1,4 +1,4 @@
-"""The few Kubernetes writes and reads the runtime makes, over lightkube (async).
+"""The few Kubernetes writes and reads the runtime makes (over :mod:`controller.kube_rest`).
 
 Every write here is deliberate: one status patch per reconcile that changes
 something, finalizer edits once per lifetime, Secrets only when a sensitive
@@ -11,13 +11,8 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from lightkube import ApiError, AsyncClient
-from lightkube.models.core_v1 import EventSource, ObjectReference
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Event, Secret
-from lightkube.types import PatchType
-
-from controller.kube import RESOURCES
+from controller.api.kinds import ALL_KINDS, GROUP, VERSION
+from controller.kube_rest import JSON_PATCH, MERGE_PATCH, KubeApiError, RestClient
 from controller.logs import get_logger
 
 FINALIZER = "blockflow.dev/lifecycle"
@@ -25,28 +20,31 @@ COMPONENT = "blockflow-controller"
 log = get_logger("blockflow.kubeapi")
 
 Body = dict[str, Any]
+_PLURALS = {info.kind: info.plural for info in ALL_KINDS}
 
 
-def _as_dict(obj: Any) -> Body:
-    return dict(obj.to_dict()) if hasattr(obj, "to_dict") else dict(obj)
+def _object_path(kind: str, namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{_PLURALS[kind]}/{name}"
+
+
+def _secret_path(namespace: str, name: str = "") -> str:
+    return f"/api/v1/namespaces/{namespace}/secrets" + (f"/{name}" if name else "")
 
 
 class KubeApi:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: RestClient) -> None:
         self.client = client
         self.writes = 0  # counted for the benchmark's "API writes per reconcile"
 
     async def patch_status(self, kind: str, namespace: str, name: str, patch: Body) -> Body:
         """One JSON merge patch of the status subresource; returns the updated object."""
         self.writes += 1
-        result = await self.client.patch(
-            RESOURCES[kind].Status,
-            name,
-            {"status": patch},
-            namespace=namespace,
-            patch_type=PatchType.MERGE,
+        return await self.client.request(
+            "PATCH",
+            _object_path(kind, namespace, name) + "/status",
+            body={"status": patch},
+            content_type=MERGE_PATCH,
         )
-        return _as_dict(result)
 
     async def add_finalizer(self, kind: str, body: Body) -> Body:
         meta = body["metadata"]
@@ -68,36 +66,33 @@ class KubeApi:
         ]
         try:
             return await self._json_patch(kind, body, ops)
-        except ApiError as exc:
-            if exc.status.code == 404:
+        except KubeApiError as exc:
+            if exc.code == 404:
                 return None
             raise
 
     async def _json_patch(self, kind: str, body: Body, ops: list[Body]) -> Body:
         meta = body["metadata"]
         self.writes += 1
-        result = await self.client.patch(
-            RESOURCES[kind],
-            meta["name"],
-            ops,
-            namespace=meta["namespace"],
-            patch_type=PatchType.JSON,
+        return await self.client.request(
+            "PATCH",
+            _object_path(kind, meta["namespace"], meta["name"]),
+            body=ops,
+            content_type=JSON_PATCH,
         )
-        return _as_dict(result)
 
     # -- secrets -------------------------------------------------------------------------------
 
     async def read_secret(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
         """(decoded data, resourceVersion), or None when absent."""
         try:
-            secret = await self.client.get(Secret, name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
+            secret = await self.client.request("GET", _secret_path(namespace, name))
+        except KubeApiError as exc:
+            if exc.code == 404:
                 return None
             raise
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-        version = secret.metadata.resourceVersion if secret.metadata else ""
-        return data, version or ""
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        return data, str((secret.get("metadata") or {}).get("resourceVersion", ""))
 
     async def merge_secret(
         self,
@@ -114,66 +109,73 @@ class KubeApi:
         }
         self.writes += 1
         try:
-            await self.client.patch(
-                Secret, name, {"data": data}, namespace=namespace, patch_type=PatchType.MERGE
+            await self.client.request(
+                "PATCH",
+                _secret_path(namespace, name),
+                body={"data": data},
+                content_type=MERGE_PATCH,
             )
             return
-        except ApiError as exc:
-            if exc.status.code != 404:
+        except KubeApiError as exc:
+            if exc.code != 404:
                 raise
-        secret = Secret(
-            metadata=ObjectMeta(
-                name=name,
-                namespace=namespace,
-                labels=labels,
-                ownerReferences=[_owner_reference(owner)],
-            ),
-            type="Opaque",
-            data={k: v for k, v in data.items() if v is not None},
-        )
-        await self.client.create(secret)
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": labels,
+                "ownerReferences": [_owner_reference(owner)],
+            },
+            "type": "Opaque",
+            "data": {k: v for k, v in data.items() if v is not None},
+        }
+        await self.client.request("POST", _secret_path(namespace), body=secret)
 
     # -- events --------------------------------------------------------------------------------
 
     async def post_event(self, body: Body, type_: str, reason: str, message: str) -> None:
         """A Kubernetes Event about the object, for people (never fails the reconcile)."""
         meta = body["metadata"]
-        now = datetime.now(UTC)
-        event = Event(
-            metadata=ObjectMeta(generateName=f"{meta['name']}.", namespace=meta["namespace"]),
-            involvedObject=ObjectReference(
-                apiVersion=body.get("apiVersion"),
-                kind=body.get("kind"),
-                name=meta["name"],
-                namespace=meta["namespace"],
-                uid=meta.get("uid"),
-                resourceVersion=meta.get("resourceVersion"),
-            ),
-            type=type_,
-            reason=reason,
-            message=message[:1024],
-            source=EventSource(component=COMPONENT),
-            firstTimestamp=now,
-            lastTimestamp=now,
-            count=1,
-            reportingComponent=COMPONENT,
-        )
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": body.get("apiVersion"),
+                "kind": body.get("kind"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": COMPONENT,
+        }
         self.writes += 1
         try:
-            await self.client.create(event)
-        except ApiError as exc:
-            log.warning("could not post event", reason=reason, error=str(exc.status.message))
+            await self.client.request(
+                "POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event
+            )
+        except KubeApiError as exc:
+            log.warning("could not post event", reason=reason, error=exc.message)
 
 
-def _owner_reference(owner: Body) -> Any:
-    from lightkube.models.meta_v1 import OwnerReference
-
+def _owner_reference(owner: Body) -> Body:
     meta = owner["metadata"]
-    return OwnerReference(
-        apiVersion=owner["apiVersion"],
-        kind=owner["kind"],
-        name=meta["name"],
-        uid=meta["uid"],
-        controller=True,
-        blockOwnerDeletion=True,
-    )
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

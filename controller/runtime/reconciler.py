@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lightkube import ApiError
-
 from controller.api.common import LifecycleState, LifecycleStatus
 from controller.handlers.protocol import (
     BlockTypeSpec,
@@ -36,6 +34,7 @@ from controller.handlers.protocol import (
 from controller.handlers.python_transport import PythonTransport, load_handler
 from controller.handlers.sdk import EntityKey
 from controller.handlers.transport import HandlerError, Transport
+from controller.kube_rest import KubeApiError
 from controller.lifecycle import engine
 from controller.lifecycle.engine import Action, Decision, Observed
 from controller.lifecycle.signals import (
@@ -177,11 +176,11 @@ class LifecycleRuntime:
         self.reconciles += 1
         try:
             await self._reconcile(key, body)
-        except ApiError as exc:
-            code = exc.status.code
+        except KubeApiError as exc:
+            code = exc.code
             if code == 404:
                 return
-            log.warning("API error; retrying", entity=str(key), code=code, error=exc.status.message)
+            log.warning("API error; retrying", entity=str(key), code=code, error=exc.message)
             self.queue.add_after(key, 1.0 if code == 409 else 5.0)
 
     async def _reconcile(self, key: Key, body: Body) -> None:

@@ -31,8 +31,12 @@ def test_structlog_records_are_json_when_not_on_a_tty(stream: io.StringIO) -> No
 
 
 def test_kopf_object_logs_are_flattened(stream: io.StringIO) -> None:
+    import kopf  # attaches kopf's Event-posting handler to kopf.objects, as in the controller
+
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled = False
     extra = {
-        "settings": object(),
+        "settings": settings,
         "k8s_skip": False,
         "k8s_ref": {"kind": "Block", "namespace": "ns1", "name": "assets", "uid": "u"},
     }
