@@ -11,7 +11,6 @@ observed and logged until the workflow engine lands.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -111,6 +110,9 @@ def build_registry(
 
     @kopf.on.cleanup(registry=registry, id="goodbye")
     async def goodbye(**_: Any) -> None:
+        # Stop our tasks inside kopf's shutdown, or kopf waits for them as if they hung.
+        if runtime is not None:
+            await runtime.stop()
         log.info("blockflow operator stopped")
 
     return registry
@@ -130,7 +132,7 @@ async def run_operator(
             workers=config.workers,
             http_transport_factory=http_transport_factory(http_session),
         )
-        queue_task = asyncio.create_task(runtime.run(), name="lifecycle-runtime")
+        runtime.start()
         try:
             await kopf.operator(
                 registry=build_registry(config, runtime),
@@ -141,9 +143,7 @@ async def run_operator(
                 ready_flag=ready_flag,
             )
         finally:
-            queue_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await queue_task
+            await runtime.stop()  # normally already stopped by the cleanup handler
             await client.close()
 
 

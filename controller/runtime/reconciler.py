@@ -14,6 +14,7 @@ One reconcile of an App or Block:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 from collections.abc import Callable
@@ -98,6 +99,8 @@ class Context:
     app_config: dict[str, Any] = field(default_factory=dict)  # with secret values
     inputs_hash: str | None = None
     blocked: Blocked | None = None
+    #: The handler (or what it needs) could not be reached: a failure, retried with backoff.
+    error: HandlerError | None = None
 
 
 class LifecycleRuntime:
@@ -117,6 +120,7 @@ class LifecycleRuntime:
         self.rng = rng or random.Random()
         self.handler_requested: set[Key] = set()
         self.events = EventPoster(api)
+        self._task: asyncio.Task[None] | None = None
         self._infos: dict[Key, tuple[float, str, HandlerInfo]] = {}
         self._http_factory = http_transport_factory
         self.reconciles = 0
@@ -124,6 +128,18 @@ class LifecycleRuntime:
     async def run(self) -> None:
         """Serve the work queue and post events until cancelled."""
         await asyncio.gather(self.queue.run(), self.events.run())
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="lifecycle-runtime")
+
+    async def stop(self) -> None:
+        """Cancel the workers (in-flight handler calls are abandoned, never half-written:
+        each reconcile writes its status in one request, and re-plans from it after)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # -- intake --------------------------------------------------------------------------------
 
@@ -141,14 +157,21 @@ class LifecycleRuntime:
         if self.store.get(key) is not body:
             return  # an event older than what we already hold (e.g. our own write's result)
         self.queue.add(key)
-        if previous is None or _signals_view(previous) != _signals_view(body):
-            for referrer in self.store.referrers_of(key):
-                self.queue.add(referrer)
-        if key.kind == "App" and (previous is None or _app_view(previous) != _app_view(body)):
-            for block in self.store.blocks_of_app(key.namespace, key.name):
-                self.queue.add(block)
+        self._wake_dependents(key, previous, body)
         if body["metadata"].get("deletionTimestamp"):
             self._enqueue_related(key, body)
+
+    def _wake_dependents(self, key: Key, before: Body | None, after: Body) -> None:
+        """Enqueue whoever may act differently now: referrers of changed signals, and the
+        Blocks of an App whose inputs, handler version or spec changed. Called for watch
+        events and for our own writes alike (the watch event of our own write compares
+        equal to what we stored, so it would never wake anyone)."""
+        if before is None or _signals_view(before) != _signals_view(after):
+            for referrer in self.store.referrers_of(key):
+                self.queue.add(referrer)
+        if key.kind == "App" and (before is None or _app_view(before) != _app_view(after)):
+            for block in self.store.blocks_of_app(key.namespace, key.name):
+                self.queue.add(block)
 
     def _enqueue_related(self, key: Key, body: Body | None) -> None:
         """Whatever waits for this entity to go: referenced blocks, the App, referrers."""
@@ -226,7 +249,7 @@ class LifecycleRuntime:
         except Blocked as blocked:
             ctx.blocked = blocked
         except HandlerError as exc:
-            ctx.blocked = Blocked(LifecycleState.FAILED, exc.reason, exc.message, warn=True)
+            ctx.error = exc
         return ctx
 
     async def _load_handler(self, key: Key, body: Body, ctx: Context) -> None:
@@ -272,12 +295,10 @@ class LifecycleRuntime:
             found = await self.api.read_secret(app_key.namespace, ref["name"])
             secret_key = ref.get("key", "key")
             if found is None or secret_key not in found[0]:
-                raise Blocked(
-                    LifecycleState.FAILED,
-                    "SecretNotFound",
+                raise HandlerError(
                     f"spec.handler.http.secretRef: Secret {ref['name']} with key {secret_key!r} "
                     f"not found in namespace {app_key.namespace}; create it",
-                    warn=True,
+                    reason="SecretNotFound",
                 )
             key = found[0][secret_key].encode()
         return self._http_factory(http, key)
@@ -302,7 +323,8 @@ class LifecycleRuntime:
             ctx.config = app_config
             ctx.inputs_hash = fingerprint(spec.get("config"), app_versions)
             return
-        app_inputs = ((ctx.app.get("status") or {}).get("lifecycle") or {}).get("inputsHash")
+        # The App's own inputs (not its status, which changes when the App is written).
+        app_inputs = fingerprint((ctx.app.get("spec") or {}).get("config"), app_versions)
         try:
             resolution = resolve(spec.get("config") or {}, key.namespace, self._lookup(key))
         except SignalRefError as exc:
@@ -355,12 +377,10 @@ class LifecycleRuntime:
             name = source["secretRef"]["name"]
             found = await self.api.read_secret(namespace, name)
             if found is None:
-                raise Blocked(
-                    LifecycleState.FAILED,
-                    "SecretNotFound",
+                raise HandlerError(
                     f"spec.configFrom[{index}].secretRef: Secret {name} not found in namespace "
                     f"{namespace}; create it",
-                    warn=True,
+                    reason="SecretNotFound",
                 )
             config.update(found[0])
             versions.append(f"{name}@{found[1]}")
@@ -396,6 +416,8 @@ class LifecycleRuntime:
         self, key: Key, body: Body, ctx: Context, obs: Observed, now: datetime
     ) -> Decision:
         self.handler_requested.discard(key)
+        if ctx.error is not None:
+            return engine.after_sync(obs, ctx.error, now, self.rng)
         if ctx.blocked is not None:
             b = ctx.blocked
             return engine.blocked(
@@ -455,12 +477,17 @@ class LifecycleRuntime:
                 reason="DependentsExist",
                 message=f"Waiting for dependents to go: {names}",
             )
+        if ctx.error is not None:
+            return engine.after_drain(obs, ctx.error, now, self.rng)
         if ctx.blocked is not None or ctx.transport is None:
             b = ctx.blocked
             assert b is not None
             error = HandlerError(b.message, reason=b.reason)
             return engine.after_drain(obs, error, now, self.rng)
-        ctx.app_config = (await self._app_config(ctx.app))[0] if ctx.app else {}
+        try:
+            ctx.app_config = (await self._app_config(ctx.app))[0] if ctx.app else {}
+        except HandlerError as exc:
+            return engine.after_drain(obs, exc, now, self.rng)
         ctx.config = (body.get("spec") or {}).get("config") or {}
         if key.kind == "App":
             ctx.config = ctx.app_config
@@ -567,6 +594,7 @@ class LifecycleRuntime:
         if _changes(status, patch):
             updated = await self.api.patch_status(key.kind, key.namespace, key.name, patch)
             self.store.upsert(updated)
+            self._wake_dependents(key, body, updated)
             body = updated
         for event in decision.events:
             self.events.post(body, event.type, event.reason, event.message)

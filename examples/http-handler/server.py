@@ -1,4 +1,5 @@
-"""An example HTTP handler service for Blockflow: block type ``bucket`` plus the App itself.
+"""An example HTTP handler service for Blockflow: block types ``bucket`` and ``kms-key``, and
+the App itself.
 
 Run it::
 
@@ -17,6 +18,9 @@ models) so that it reads as a template for a handler in any language:
   ``state``; the controller hands that state back on the next call, which answers
   ``ready`` with the signal ``bucketId``.  Keeping progress in ``state`` rather
   than in this process's memory lets the service restart or run several replicas.
+- ``kms-key`` sync answers ``ready`` at once with the signal ``keyId``; a bucket
+  can consume it (``kmsKey: {signalRef: {block: key, signal: keyId}}``, as in
+  ``storage.yaml``) and receives the resolved value in its config.
 - drain answers ``drained``; the App's own sync answers ``ready``.
 
 Fault injection (tests only, never from the network): ``make_app(key,
@@ -25,7 +29,9 @@ answering, a fixed HTTP status (optionally with ``Retry-After``, with an HTML
 error page, or quoting the request's config in the error body as some
 frameworks' validation errors do), a body that is not JSON, a fixed JSON reply
 (e.g. ``{"newStatus": "bogus"}``), or a redirect.  ``delay_seconds`` also
-applies to ``GET /``.  Signatures are checked before any fault.
+applies to ``GET /``.  Signatures are checked before any fault.  The faults and the
+version ``GET /`` reports live in the app's :class:`Controls`
+(``app[CONTROLS]``), which a test may change while the service runs.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import asyncio
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +52,7 @@ from controller.handlers.protocol import PROTOCOL_VERSION
 
 VERSION = "1.0.0"
 BLOCK_TYPE = "bucket"
+KMS_KEY_TYPE = "kms-key"
 OPERATIONS = ("sync", "drain", "execute", "finish", "activate", "deactivate", "trigger")
 
 INFO: dict[str, Any] = {
@@ -61,7 +68,13 @@ INFO: dict[str, Any] = {
             },
             "signals": [{"name": "bucketId", "description": "The bucket's id."}],
             "fixed": ["name"],
-        }
+        },
+        KMS_KEY_TYPE: {
+            "kind": "lifecycle",
+            "description": "An encryption key for buckets (simulated).",
+            "configSchema": {"type": "object", "properties": {"alias": {"type": "string"}}},
+            "signals": [{"name": "keyId", "description": "The key's id."}],
+        },
     },
 }
 
@@ -84,15 +97,25 @@ class Faults:
     redirect_to: str | None = None  # 307 to this URL
 
 
+@dataclass
+class Controls:
+    """What may change while the service runs: the faults to inject and the version that
+    ``GET /`` reports (a real deployment changes its version by shipping new code; a test
+    sets it to see the controller re-sync)."""
+
+    faults: Faults = field(default_factory=Faults)
+    version: str = VERSION
+
+
 KEY: web.AppKey[bytes | None] = web.AppKey("key")
-FAULTS: web.AppKey[Faults] = web.AppKey("faults", Faults)
+CONTROLS: web.AppKey[Controls] = web.AppKey("controls", Controls)
 
 
 def make_app(key: bytes | None, *, faults: Faults | None = None) -> web.Application:
     """The handler service; ``key=None`` accepts unsigned requests (local play only)."""
     app = web.Application()
     app[KEY] = key
-    app[FAULTS] = faults or Faults()
+    app[CONTROLS] = Controls(faults=faults or Faults())
     app.router.add_get("/", get_info)
     app.router.add_post("/{operation}", post_operation)
     return app
@@ -102,10 +125,10 @@ def make_app(key: bytes | None, *, faults: Faults | None = None) -> web.Applicat
 
 
 async def get_info(request: web.Request) -> web.Response:
-    faults = request.app[FAULTS]
-    if faults.delay_seconds:
-        await asyncio.sleep(faults.delay_seconds)
-    return web.json_response(INFO)
+    controls = request.app[CONTROLS]
+    if controls.faults.delay_seconds:
+        await asyncio.sleep(controls.faults.delay_seconds)
+    return web.json_response({**INFO, "version": controls.version})
 
 
 async def post_operation(request: web.Request) -> web.Response:
@@ -114,7 +137,7 @@ async def post_operation(request: web.Request) -> web.Response:
     key = request.app[KEY]
     if key is not None and not verify(body, key, request.headers.get(SIGNATURE_HEADER)):
         return _error(401, f"missing or invalid {SIGNATURE_HEADER}")
-    faulty = await _inject_fault(request.app[FAULTS], body)
+    faulty = await _inject_fault(request.app[CONTROLS].faults, body)
     if faulty is not None:
         return faulty
     operation = request.match_info["operation"]
@@ -182,15 +205,20 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         if operation not in ("sync", "drain"):
             raise LookupError(f"an App has no {operation} operation")
         return {"newStatus": "ready"} if operation == "sync" else {"newStatus": "drained"}
-    if entity.get("type") != BLOCK_TYPE:
-        raise LookupError(f"block type {entity.get('type')!r} is not offered (offered: bucket)")
+    block_type = entity.get("type")
+    if block_type not in INFO["blockTypes"]:
+        offered = ", ".join(INFO["blockTypes"])
+        raise LookupError(f"block type {block_type!r} is not offered (offered: {offered})")
     if operation == "sync":
+        if block_type == KMS_KEY_TYPE:
+            return sync_kms_key(entity)
         return sync_bucket(entity, request.get("state") or {})
     if operation == "drain":
-        return {"newStatus": "drained", "customStatusDescription": "Bucket deleted"}
+        what = "Key" if block_type == KMS_KEY_TYPE else "Bucket"
+        return {"newStatus": "drained", "customStatusDescription": f"{what} deleted"}
     if operation in ("finish", "trigger"):
         return {"type": "no-op"}
-    return {"type": "error", "message": f"{BLOCK_TYPE} is a lifecycle block; no {operation}"}
+    return {"type": "error", "message": f"{block_type} is a lifecycle block; no {operation}"}
 
 
 def sync_bucket(entity: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
@@ -208,6 +236,16 @@ def sync_bucket(entity: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]
         "customStatusDescription": f"Bucket {bucket_id} is ready",
         "signalUpdates": {"bucketId": bucket_id},
         "state": {"bucketId": bucket_id},
+    }
+
+
+def sync_kms_key(entity: dict[str, Any]) -> dict[str, Any]:
+    """A key is created at once; its id is derived from the Block's uid (stable, idempotent)."""
+    key_id = f"key-{entity['uid'][:8]}"
+    return {
+        "newStatus": "ready",
+        "customStatusDescription": f"Key {key_id} is ready",
+        "signalUpdates": {"keyId": key_id},
     }
 
 

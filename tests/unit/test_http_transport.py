@@ -218,11 +218,35 @@ async def test_app_sync_is_ready_and_a_trailing_slash_is_harmless(
     assert isinstance(reply, SyncReply) and reply.new_status == "ready"
 
 
-async def test_info_declares_the_bucket_type_and_its_signal(serve: Serve, connect: Connect) -> None:
+async def test_info_declares_the_block_types_and_their_signals(
+    serve: Serve, connect: Connect
+) -> None:
     info = await connect(await serve()).info()
     assert info.version == "1.0.0"
-    assert list(info.block_types) == ["bucket"]
+    assert list(info.block_types) == ["bucket", "kms-key"]
     assert [s.name for s in info.block_types["bucket"].signals] == ["bucketId"]
+    assert [s.name for s in info.block_types["kms-key"].signals] == ["keyId"]
+
+
+async def test_kms_key_sync_is_ready_at_once_and_drain_is_drained(
+    serve: Serve, connect: Connect
+) -> None:
+    """The type `storage.yaml` uses for the bucket's `kmsKey` signalRef."""
+    transport = connect(await serve())
+    entity = EntityInput(
+        kind="Block",
+        name="key",
+        namespace="team-a",
+        uid=UID,
+        generation=1,
+        type="kms-key",
+        config={"alias": "assets"},
+    )
+    reply = await transport.call(SyncRequest(entity=entity))
+    assert isinstance(reply, SyncReply) and reply.new_status == "ready"
+    assert reply.signal_updates == {"keyId": f"key-{UID[:8]}"}
+    drained = await transport.call(DrainRequest(entity=entity))
+    assert isinstance(drained, DrainReply) and drained.new_status == "drained"
 
 
 async def test_a_shared_session_is_left_open_and_an_owned_one_closed(serve: Serve) -> None:
