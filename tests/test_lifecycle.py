@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -57,6 +58,11 @@ def wait_ready(kubectl: Kubectl, namespace: str, *refs: str, timeout: int = 60) 
         f"--timeout={timeout}s",
         timeout=timeout + 10,
     )
+
+
+def when(value: str) -> datetime:
+    """A status timestamp (RFC 3339; the fraction is omitted when zero, so never compare text)."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def events(kubectl: Kubectl, namespace: str) -> list[dict[str, Any]]:
@@ -346,7 +352,8 @@ def test_draining_reruns_drain_until_drained(
     assert condition(kubectl, namespace, "slow", "Reconciling")["status"] == "True"
     eventually(
         lambda: (
-            lifecycle(kubectl, namespace, "slow").get("lastSyncTime", "") > first["lastSyncTime"]
+            when(lifecycle(kubectl, namespace, "slow")["lastSyncTime"])
+            > when(first["lastSyncTime"])
         ),
         what="drain to run again",
     )
@@ -442,9 +449,13 @@ def test_scheduled_syncs_survive_a_controller_restart(
     assert controller.stop(signal.SIGTERM) == 0
     before = sync_count(kubectl, namespace, "later")
     due = lifecycle(kubectl, namespace, "later")["nextSyncTime"]
-    run_controller("--namespace", namespace)
+    eventually(
+        lambda: sync_count(kubectl, namespace, "later") > before,
+        timeout=60,
+        what="sync after restart",
+    )
     eventually(lambda: sync_count(kubectl, namespace, "later") > before, what="sync after restart")
-    assert lifecycle(kubectl, namespace, "later")["lastSyncTime"] >= due
+    assert when(lifecycle(kubectl, namespace, "later")["lastSyncTime"]) >= when(due)
 
 
 def test_prompts_go_to_status_and_state_is_kept_in_an_owned_secret(
