@@ -81,7 +81,9 @@ LIFECYCLE_KINDS = ("App", "Block")
 
 
 def build_registry(
-    config: Settings, runtime: LifecycleRuntime | None = None
+    config: Settings,
+    runtime: LifecycleRuntime | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
 ) -> kopf.OperatorRegistry:
     """A registry with Blockflow's handlers, independent of kopf's global default registry."""
     registry = kopf.OperatorRegistry()
@@ -113,6 +115,10 @@ def build_registry(
         # Stop our tasks inside kopf's shutdown, or kopf waits for them as if they hung.
         if runtime is not None:
             await runtime.stop()
+        if stop_flag is not None:
+            # kopf waits on our flag too; once its own signal handlers took over, nobody
+            # else sets it, and kopf would wait out its hung-task timeout at every exit.
+            stop_flag.set()
         log.info("blockflow operator stopped")
 
     return registry
@@ -135,7 +141,7 @@ async def run_operator(
         runtime.start()
         try:
             await kopf.operator(
-                registry=build_registry(config, runtime),
+                registry=build_registry(config, runtime, stop_flag),
                 clusterwide=not config.namespaces,
                 namespaces=config.namespaces,
                 standalone=config.standalone,

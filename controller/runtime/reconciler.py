@@ -98,6 +98,7 @@ class Context:
     config: Any = None  # resolved, with Sensitive placeholders
     app_config: dict[str, Any] = field(default_factory=dict)  # with secret values
     inputs_hash: str | None = None
+    own_sensitive: dict[str, str] = field(default_factory=dict)  # current values, when read
     blocked: Blocked | None = None
     #: The handler (or what it needs) could not be reached: a failure, retried with backoff.
     error: HandlerError | None = None
@@ -236,7 +237,7 @@ class LifecycleRuntime:
             decision = await self._sync(key, body, ctx, obs, now)
         else:
             decision = await self._drain(key, body, ctx, obs, now)
-        await self._apply(key, body, obs, decision)
+        await self._apply(key, body, obs, decision, ctx)
 
     # -- context -------------------------------------------------------------------------------
 
@@ -509,21 +510,26 @@ class LifecycleRuntime:
         self, model: type[HandlerRequest], key: Key, body: Body, ctx: Context
     ) -> HandlerRequest:
         config = await self._reveal(key.namespace, ctx.config)
-        own = await self._entity_input(key, body, config)
+        own = await self._entity_input(key, body, config, ctx)
         app_input = None
         if key.kind != "App" and ctx.app is not None:
             app_input = await self._entity_input(Key.of(ctx.app), ctx.app, ctx.app_config)
         state = await self._read_state(key, body)
         return model(entity=own, app=app_input, state=state)
 
-    async def _entity_input(self, key: Key, body: Body, config: Any) -> EntityInput:
+    async def _entity_input(
+        self, key: Key, body: Body, config: Any, ctx: Context | None = None
+    ) -> EntityInput:
         meta, status = body["metadata"], body.get("status") or {}
         signals = dict(status.get("signals") or {})
         sensitive = status.get("sensitiveSignals") or {}
         if sensitive.get("names"):
             found = await self.api.read_secret(key.namespace, sensitive["secretName"])
             if found:
-                signals.update({k: v for k, v in found[0].items() if k in sensitive["names"]})
+                current = {k: v for k, v in found[0].items() if k in sensitive["names"]}
+                signals.update(current)
+                if ctx is not None:
+                    ctx.own_sensitive = current
         lifecycle = status.get("lifecycle") or {}
         return EntityInput(
             kind=key.kind,
@@ -562,18 +568,30 @@ class LifecycleRuntime:
 
     # -- writes --------------------------------------------------------------------------------
 
-    async def _apply(self, key: Key, body: Body, obs: Observed, decision: Decision) -> None:
+    async def _apply(
+        self, key: Key, body: Body, obs: Observed, decision: Decision, ctx: Context
+    ) -> None:
         import json
 
         patch = dict(decision.status_patch)
         status = body.get("status") or {}
         labels = {"app.kubernetes.io/managed-by": "blockflow"}
-        if decision.sensitive_signal_updates:
+        updates = {
+            k: (None if v is None else v if isinstance(v, str) else json.dumps(v))
+            for k, v in decision.sensitive_signal_updates.items()
+        }
+        # Handlers often return the same secret each time (e.g. a password kept once):
+        # write the Secret only when a value really changes.
+        listed = set((status.get("sensitiveSignals") or {}).get("names") or [])
+        updates = {
+            k: v for k, v in updates.items() if k not in listed or ctx.own_sensitive.get(k) != v
+        }
+        public_changed = any(
+            (status.get("signals") or {}).get(k) != v
+            for k, v in (patch.get("signals") or {}).items()
+        )
+        if updates:
             name = secret_name(key, "signals")
-            updates = {
-                k: (None if v is None else v if isinstance(v, str) else json.dumps(v))
-                for k, v in decision.sensitive_signal_updates.items()
-            }
             await self.api.merge_secret(key.namespace, name, updates, body, labels)
             found = await self.api.read_secret(key.namespace, name)
             names = sorted(
@@ -604,16 +622,26 @@ class LifecycleRuntime:
         if decision.requeue_at is not None:
             delay = (decision.requeue_at - self.now()).total_seconds()
             self.queue.add_after(key, delay)
-        if decision.sensitive_signal_updates or "signals" in patch:
+        if updates or public_changed:
             for referrer in self.store.referrers_of(key):
                 self.queue.add(referrer)
 
     async def _release(self, key: Key, body: Body, reason: str) -> None:
         updated = await self.api.remove_finalizer(key.kind, body)
         log.info("finalizer released", entity=str(key), reason=reason)
-        if updated is not None:
-            self.store.upsert(updated)
+        meta = (updated or {}).get("metadata") or {}
+        gone = updated is None or (
+            bool(meta.get("deletionTimestamp")) and not meta.get("finalizers")
+        )
+        if not gone:
+            self.store.upsert(updated or body)
+        # Wake waiters before dropping it: removal also drops its references from the index.
         self._enqueue_related(key, body)
+        if gone:
+            # The API server deleted it; its DELETED event may already have been handled
+            # while our PATCH was in flight, so never put it back (a ghost would block its
+            # App and the Blocks it referenced forever).
+            self.store.remove(key)
 
 
 # -- helpers ---------------------------------------------------------------------------------
