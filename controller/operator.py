@@ -66,6 +66,9 @@ def _configure(settings: kopf.OperatorSettings, config: Settings) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
+    # kopf keeps a worker task per object until it has been idle this long; the runtime
+    # queues its own work, so kopf's workers only hand events over: let them go quickly.
+    settings.batching.idle_timeout = 1.0
     # Blockflow formats logs itself (structlog); keep kopf's own prefixes out.
     settings.process.ultimate_exiting_timeout = 10
 

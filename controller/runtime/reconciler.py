@@ -154,9 +154,9 @@ class LifecycleRuntime:
             self.store.remove(key)
             self.queue.forget(key)
             return
-        previous = self.store.upsert(body)
-        if self.store.get(key) is not body:
+        if self.store.stale(body):
             return  # an event older than what we already hold (e.g. our own write's result)
+        previous = self.store.upsert(body)
         self.queue.add(key)
         self._wake_dependents(key, previous, body)
         if body["metadata"].get("deletionTimestamp"):

@@ -43,6 +43,11 @@ class Store:
     def __len__(self) -> int:
         return len(self._bodies)
 
+    def stale(self, body: Body) -> bool:
+        """Is this an older version of the object than the one held?"""
+        previous = self._bodies.get(Key.of(body))
+        return previous is not None and _older(body, previous)
+
     def upsert(self, body: Body) -> Body | None:
         """Store the body unless it is older than the stored one; returns the previous one.
 
@@ -53,6 +58,7 @@ class Store:
         previous = self._bodies.get(key)
         if previous is not None and _older(body, previous):
             return previous
+        body = _slim(body)
         self._bodies[key] = body
         if key.kind == "Block":
             self._index_block(key, body, previous)
@@ -98,6 +104,24 @@ class Store:
             app = (previous.get("spec") or {}).get("app")
             if app:
                 self._blocks_of_app[(key.namespace, app)].discard(key)
+
+
+_HEAVY_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def _slim(body: Body) -> Body:
+    """Drop what the runtime never reads but every object carries (managedFields, kubectl's
+    copy of the last applied manifest): often most of an object's size, times every object."""
+    meta = body.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    if "managedFields" not in meta and not any(a in annotations for a in _HEAVY_ANNOTATIONS):
+        return body
+    slim_meta = {k: v for k, v in meta.items() if k != "managedFields"}
+    if annotations:
+        slim_meta["annotations"] = {
+            k: v for k, v in annotations.items() if k not in _HEAVY_ANNOTATIONS
+        }
+    return {**body, "metadata": slim_meta}
 
 
 def _older(body: Body, than: Body) -> bool:
