@@ -1,0 +1,91 @@
+"""`${{ <CEL> }}` in a step's `with:` (BRIEF §4), evaluated with the CEL the Kubernetes API uses.
+
+- A string that is exactly one `${{ … }}` becomes the expression's value, keeping its
+  type (a number stays a number, an object an object).
+- `${{ … }}` inside a longer string is interpolated as text (strings as they are,
+  `true`/`false`/`null`, numbers, objects and lists as compact JSON).
+- Everything else — keys, numbers, strings without `${{` — is literal.
+
+CEL sees `event` (for a webhook: method, headers, query, body), `steps.<name>` (`id`,
+`data`), `workflow` and `run`. Errors name the field and the expression, never the data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from typing import Any
+
+import cel
+
+_EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+
+
+class TemplateError(ValueError):
+    """An expression does not compile or cannot be evaluated; says where and why."""
+
+
+@lru_cache(maxsize=4096)
+def _program(source: str) -> Any:
+    return cel.compile(source)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def compile_errors(value: Any, path: str) -> list[str]:
+    """Every expression in `value` that does not compile, as 'path: ${{ … }}: reason'."""
+    errors: list[str] = []
+    for where, source in _expressions(value, path):
+        try:
+            _program(source)
+        except Exception as exc:
+            errors.append(f"{where}: ${{{{ {source} }}}} does not compile: {_first_line(exc)}")
+    return errors
+
+
+def _expressions(value: Any, path: str) -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(path, m.group(1).strip()) for m in _EXPRESSION.finditer(value)]
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in _expressions(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [e for i, v in enumerate(value) for e in _expressions(v, f"{path}[{i}]")]
+    return []
+
+
+def _evaluate(source: str, context: dict[str, Any], path: str) -> Any:
+    try:
+        return _program(source).execute(context)
+    except KeyError as exc:
+        reason = f"no field {exc.args[0]!r}" if exc.args else "no such field"
+    except Exception as exc:
+        reason = _first_line(exc)
+    raise TemplateError(f"{path}: ${{{{ {source} }}}}: {reason}")
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def render(value: Any, context: dict[str, Any], path: str = "with") -> Any:
+    """`value` with every expression evaluated against `context`."""
+    if isinstance(value, str):
+        whole = _EXPRESSION.fullmatch(value.strip())
+        if whole and value.strip() == value and len(_EXPRESSION.findall(value)) == 1:
+            return _evaluate(whole.group(1).strip(), context, path)
+        if "${{" not in value:
+            return value
+        return _EXPRESSION.sub(
+            lambda m: _as_text(_evaluate(m.group(1).strip(), context, path)), value
+        )
+    if isinstance(value, dict):
+        return {k: render(v, context, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, context, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
