@@ -1,0 +1,147 @@
+"""Workflow activation checks and the phase state machine (pure logic, BRIEF §4).
+
+Activation is refused, with messages that name the field and the fix, when the
+workflow cannot work: no trigger, no steps, a step that names nothing runnable, an
+expression that does not compile, a schedule that cannot be read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from controller.api.workflow import ErrorHandling, Step, WorkflowPhase, WorkflowSpec, WorkflowState
+from controller.handlers.protocol import BlockTypeSpec
+from controller.workflows.templating import compile_errors
+
+BUILTIN_STEPS = ("http", "sleep", "hook", "approval", "emit", "kubernetes.job")
+
+#: App name → its handler's block types, or None when there is no such App.
+OfferedTypes = Callable[[str], dict[str, BlockTypeSpec] | None]
+
+_CRON_FIELD = re.compile(
+    r"^(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?)*$"
+)
+_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
+
+def activation_errors(spec: WorkflowSpec, offered: OfferedTypes) -> list[str]:
+    """Everything that prevents activating this spec, one message per problem."""
+    errors: list[str] = []
+    if spec.trigger is None:
+        errors.append(
+            "spec.trigger: a trigger is required to activate; set one of event, webhook, "
+            "schedule or block"
+        )
+    else:
+        errors += _trigger_errors(spec, offered)
+    if not spec.steps:
+        errors.append("spec.steps: at least one step is required to activate")
+    if spec.error_handling is ErrorHandling.FALLBACK and not spec.fallback:
+        errors.append("spec.fallback: required when errorHandling is Fallback; add fallback steps")
+    errors += _name_errors(spec)
+    for field, steps in (("steps", spec.steps), ("fallback", spec.fallback)):
+        for index, step in enumerate(steps):
+            errors += _step_errors(step, f"spec.{field}[{index}]", offered)
+    return errors
+
+
+def _trigger_errors(spec: WorkflowSpec, offered: OfferedTypes) -> list[str]:
+    trigger = spec.trigger
+    assert trigger is not None
+    errors: list[str] = []
+    if trigger.schedule is not None:
+        fields = trigger.schedule.cron.split()
+        macro = len(fields) == 1 and fields[0] in _CRON_MACROS
+        if not macro and (len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields)):
+            errors.append(
+                f"spec.trigger.schedule.cron: {trigger.schedule.cron!r} is not a cron expression; "
+                "use five fields (minute hour day-of-month month day-of-week), e.g. '0 9 * * 1-5'"
+            )
+        try:
+            ZoneInfo(trigger.schedule.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            errors.append(
+                f"spec.trigger.schedule.timezone: unknown time zone {trigger.schedule.timezone!r}; "
+                "use an IANA name such as Europe/Berlin"
+            )
+    if trigger.block is not None:
+        errors += _block_errors(
+            trigger.block.app, trigger.block.type, "trigger", "spec.trigger.block", offered
+        )
+        errors += compile_errors(trigger.block.config, "spec.trigger.block.config")
+    return errors
+
+
+def _name_errors(spec: WorkflowSpec) -> list[str]:
+    seen: dict[str, str] = {}
+    errors = []
+    for field, steps in (("steps", spec.steps), ("fallback", spec.fallback)):
+        for index, step in enumerate(steps):
+            where = f"spec.{field}[{index}].name"
+            if step.name in seen:
+                errors.append(f"{where}: {step.name!r} is already used by {seen[step.name]}")
+            else:
+                seen[step.name] = f"spec.{field}[{index}]"
+    return errors
+
+
+def _step_errors(step: Step, where: str, offered: OfferedTypes) -> list[str]:
+    errors: list[str] = []
+    if step.uses.app is None:
+        if step.uses.type not in BUILTIN_STEPS:
+            errors.append(
+                f"{where}.uses.type: {step.uses.type!r} is not a built-in step "
+                f"({', '.join(BUILTIN_STEPS)}); set uses.app to use an App's step block"
+            )
+    else:
+        errors += _block_errors(step.uses.app, step.uses.type, "step", f"{where}.uses", offered)
+    return errors + compile_errors(step.with_, f"{where}.with")
+
+
+def _block_errors(
+    app: str, block_type: str, kind: str, where: str, offered: OfferedTypes
+) -> list[str]:
+    types = offered(app)
+    if types is None:
+        return [f"{where}.app: App {app!r} not found in this namespace"]
+    spec = types.get(block_type)
+    if spec is None or spec.kind != kind:
+        names = ", ".join(sorted(n for n, t in types.items() if t.kind == kind)) or "none"
+        return [
+            f"{where}.type: App {app!r} offers no {kind} block {block_type!r} "
+            f"({kind} blocks offered: {names})"
+        ]
+    return []
+
+
+def state_change_error(current: WorkflowPhase | None, wanted: WorkflowState) -> str | None:
+    """Archived is final: a workflow once archived never runs again."""
+    if current is WorkflowPhase.ARCHIVED and wanted is not WorkflowState.ARCHIVED:
+        return (
+            f"spec.state: an Archived workflow cannot become {wanted.value} (Archived is final); "
+            "create a new Workflow instead"
+        )
+    return None
+
+
+def phase_for(
+    wanted: WorkflowState,
+    current: WorkflowPhase | None,
+    *,
+    activated: bool,
+    active_runs: int,
+) -> WorkflowPhase:
+    """The phase the workflow is in: Draft → Activated ⇄ Triggered ⇄ Paused → Archived."""
+    if current is WorkflowPhase.ARCHIVED or wanted is WorkflowState.ARCHIVED:
+        return WorkflowPhase.ARCHIVED
+    if wanted is WorkflowState.PAUSED:
+        return WorkflowPhase.PAUSED
+    if wanted is WorkflowState.DRAFT:
+        return WorkflowPhase.DRAFT
+    if not activated:
+        # Activation of this version is under way (or failed): the phase stays what it
+        # was — the old version keeps running until its deactivation — Draft at first.
+        return current or WorkflowPhase.DRAFT
+    return WorkflowPhase.TRIGGERED if active_runs > 0 else WorkflowPhase.ACTIVATED
