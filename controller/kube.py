@@ -1,9 +1,8 @@
-"""The async Kubernetes client (lightkube) and typed handles for Blockflow's own kinds.
+"""Kubernetes credentials: one loader for kopf's login and the runtime's REST client.
 
-lightkube is async (httpx), loads kubeconfigs (tokens, client certs, exec
-plugins) and in-cluster service accounts, and its per-group resource modules
-are small: it adds ~6 MiB to the operator, where the official client's
-generated models dominate a kopf operator's memory.
+lightkube's loader reads kubeconfigs (tokens, client certificates, exec credential
+plugins) and in-cluster service accounts; :func:`connection_info` turns what it finds
+into kopf's ConnectionInfo, which both kopf and :mod:`controller.kube_rest` use.
 """
 
 from __future__ import annotations
@@ -17,28 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import kopf
-from lightkube import AsyncClient, ConfigError, KubeConfig
+from lightkube import ConfigError, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.config.models import User
-from lightkube.generic_resource import create_namespaced_resource
-
-from controller.api.kinds import ALL_KINDS, GROUP, VERSION
-
-#: lightkube resource classes for App, Block, Workflow and WorkflowRun, by kind.
-RESOURCES = {
-    info.kind: create_namespaced_resource(GROUP, VERSION, info.kind, info.plural)
-    for info in ALL_KINDS
-}
-
-
-def make_client(
-    kubeconfig: str | Path | None = None, *, namespace: str | None = None
-) -> AsyncClient:
-    """A client for an explicit kubeconfig, or the usual discovery (KUBECONFIG, in-cluster)."""
-    if kubeconfig is not None:
-        config = KubeConfig.from_file(str(kubeconfig))
-        return AsyncClient(config=config, namespace=namespace, field_manager="blockflow")
-    return AsyncClient(namespace=namespace, field_manager="blockflow")
 
 
 class CredentialsError(RuntimeError):

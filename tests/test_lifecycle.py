@@ -44,6 +44,19 @@ def condition(kubectl: Kubectl, namespace: str, name: str, type_: str) -> dict[s
     return {}
 
 
+def stalled_condition(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    """Wait until the Block is Stalled=True; its Stalled condition."""
+    return dict(
+        eventually(
+            lambda: (
+                condition(kubectl, namespace, name, "Stalled").get("status") == "True"
+                and condition(kubectl, namespace, name, "Stalled")
+            ),
+            what=f"{name} stalled",
+        )
+    )
+
+
 def sync_count(kubectl: Kubectl, namespace: str, name: str) -> int:
     return int((status(kubectl, namespace, "block", name).get("signals") or {}).get("syncCount", 0))
 
@@ -232,13 +245,7 @@ def test_dependency_cycles_fail_with_the_path(
         scripted("a", signals={"x": {"signalRef": {"block": "b", "signal": "syncCount"}}}),
         scripted("b", signals={"x": {"signalRef": {"block": "a", "signal": "syncCount"}}}),
     )
-    stalled = eventually(
-        lambda: (
-            condition(kubectl, namespace, "a", "Stalled").get("status") == "True"
-            and condition(kubectl, namespace, "a", "Stalled")
-        ),
-        what="a stalled",
-    )
+    stalled = stalled_condition(kubectl, namespace, "a")
     assert stalled["reason"] == "DependencyCycle"
     assert stalled["message"] == "Dependency cycle: Block a -> Block b -> Block a"
     assert lifecycle(kubectl, namespace, "a")["status"] == "failed"
@@ -248,13 +255,7 @@ def test_a_malformed_reference_names_the_field(
     kubectl: Kubectl, namespace: str, controller: ControllerProcess
 ) -> None:
     kubectl.apply(namespace, scripted("bad", signals={"x": {"signalRef": {"block": "y"}}}))
-    stalled = eventually(
-        lambda: (
-            condition(kubectl, namespace, "bad", "Stalled").get("status") == "True"
-            and condition(kubectl, namespace, "bad", "Stalled")
-        ),
-        what="bad stalled",
-    )
+    stalled = stalled_condition(kubectl, namespace, "bad")
     assert "spec.config.signals.x.signalRef.signal: required" in stalled["message"]
 
 
@@ -264,13 +265,7 @@ def test_changing_a_fixed_field_stalls_without_calling_the_handler(
     kubectl.apply(namespace, scripted("fixed", fixedName="one"))
     wait_ready(kubectl, namespace, "block/fixed")
     kubectl.apply(namespace, scripted("fixed", fixedName="two"))
-    stalled = eventually(
-        lambda: (
-            condition(kubectl, namespace, "fixed", "Stalled").get("status") == "True"
-            and condition(kubectl, namespace, "fixed", "Stalled")
-        ),
-        what="fixed stalled",
-    )
+    stalled = stalled_condition(kubectl, namespace, "fixed")
     assert stalled["reason"] == "FixedFieldChanged"
     assert "spec.config.fixedName is fixed: it was 'one'" in stalled["message"]
     assert stalled["observedGeneration"] == 2
@@ -284,13 +279,7 @@ def test_an_unknown_block_type_is_a_clear_failure(
     kubectl: Kubectl, namespace: str, controller: ControllerProcess
 ) -> None:
     kubectl.apply(namespace, blockflow("Block", "odd", {"app": "scripted", "type": "bucket"}))
-    stalled = eventually(
-        lambda: (
-            condition(kubectl, namespace, "odd", "Stalled").get("status") == "True"
-            and condition(kubectl, namespace, "odd", "Stalled")
-        ),
-        what="odd stalled",
-    )
+    stalled = stalled_condition(kubectl, namespace, "odd")
     assert "spec.type: block type 'bucket' is not offered" in stalled["message"]
     assert "(offered: scripted)" in stalled["message"]
 
@@ -494,13 +483,7 @@ def test_config_that_breaks_the_types_schema_is_refused_naming_the_field(
         ),
     )
     run_controller("--namespace", namespace)
-    stalled = eventually(
-        lambda: (
-            condition(kubectl, namespace, "neg", "Stalled").get("status") == "True"
-            and condition(kubectl, namespace, "neg", "Stalled")
-        ),
-        what="neg stalled",
-    )
+    stalled = stalled_condition(kubectl, namespace, "neg")
     assert stalled["reason"] == "InvalidConfig"
     assert stalled["message"] == "spec.config.provisionSeconds: must be >= 0"
     kubectl.run(

@@ -216,13 +216,9 @@ def after_sync(
     fixed_config: dict[str, Any] | None = None,
 ) -> Decision:
     """Record the outcome of a `sync` call."""
-    before = obs.lifecycle or LifecycleStatus()
     if isinstance(outcome, HandlerError):
         return _failure(obs, now, rng, LifecycleState.FAILED, outcome, drain=False)
-    state = LifecycleState(outcome.new_status)
-    failed = state is LifecycleState.FAILED
-    attempts = (before.attempts or 0) + 1 if failed else 0
-    description = outcome.custom_status_description or _DEFAULT_DESCRIPTIONS[state]
+    state, failed, attempts, description = _reply_basics(obs, outcome)
     if outcome.next_schedule_delay is not None:
         next_time: datetime | None = now + timedelta(
             seconds=schedule_delay(outcome.next_schedule_delay, rng)
@@ -231,18 +227,7 @@ def after_sync(
         next_time = now + timedelta(seconds=backoff_delay(attempts, rng))
     else:
         next_time = None
-    lifecycle = LifecycleStatus(
-        status=state,
-        description=description,
-        last_sync_time=now,
-        next_sync_time=next_time,
-        attempts=attempts,
-        last_error=description if failed else None,
-        handler_version=obs.handler_version or before.handler_version,
-        inputs_hash=obs.inputs_hash or before.inputs_hash,
-        last_handled_sync_at=obs.requested_sync_at or before.last_handled_sync_at,
-        last_handled_drain_at=before.last_handled_drain_at,
-    )
+    lifecycle = _reply_lifecycle(obs, state, description, next_time, attempts, now, drain=False)
     public, sensitive = _split_signals(obs, outcome.signal_updates or {})
     patch = _status_patch(obs, lifecycle, now, extra={"signals": public} if public else {})
     if outcome.prompts is not None:
@@ -263,13 +248,9 @@ def after_drain(
     obs: Observed, outcome: DrainReply | HandlerError, now: datetime, rng: random.Random
 ) -> Decision:
     """Record the outcome of a `drain` call; `drained` while deleting releases the finalizer."""
-    before = obs.lifecycle or LifecycleStatus()
     if isinstance(outcome, HandlerError):
         return _failure(obs, now, rng, LifecycleState.DRAINING_FAILED, outcome, drain=True)
-    state = LifecycleState(outcome.new_status)
-    failed = state is LifecycleState.DRAINING_FAILED
-    attempts = (before.attempts or 0) + 1 if failed else 0
-    description = outcome.custom_status_description or _DEFAULT_DESCRIPTIONS[state]
+    state, failed, attempts, description = _reply_basics(obs, outcome)
     next_time: datetime | None = None
     if state is LifecycleState.DRAINING:
         delay = outcome.next_schedule_delay
@@ -278,18 +259,7 @@ def after_drain(
         )
     elif failed:
         next_time = now + timedelta(seconds=backoff_delay(attempts, rng))
-    lifecycle = LifecycleStatus(
-        status=state,
-        description=description,
-        last_sync_time=now,
-        next_sync_time=next_time,
-        attempts=attempts,
-        last_error=description if failed else None,
-        handler_version=obs.handler_version or before.handler_version,
-        inputs_hash=before.inputs_hash,
-        last_handled_sync_at=before.last_handled_sync_at,
-        last_handled_drain_at=obs.requested_drain_at or before.last_handled_drain_at,
-    )
+    lifecycle = _reply_lifecycle(obs, state, description, next_time, attempts, now, drain=True)
     return Decision(
         status_patch=_status_patch(obs, lifecycle, now),
         requeue_at=next_time,
@@ -297,6 +267,53 @@ def after_drain(
         events=_transition_events(obs.state, state, description, attempts),
         state_update=outcome.state,
         new_state=state,
+    )
+
+
+def _reply_basics(
+    obs: Observed, reply: SyncReply | DrainReply
+) -> tuple[LifecycleState, bool, int, str]:
+    """(state, failed, consecutive failed attempts, description) of a handler reply."""
+    state = LifecycleState(reply.new_status)
+    failed = state in (LifecycleState.FAILED, LifecycleState.DRAINING_FAILED)
+    before = obs.lifecycle.attempts if obs.lifecycle else None
+    attempts = (before or 0) + 1 if failed else 0
+    return state, failed, attempts, reply.custom_status_description or _DEFAULT_DESCRIPTIONS[state]
+
+
+def _reply_lifecycle(
+    obs: Observed,
+    state: LifecycleState,
+    description: str,
+    next_time: datetime | None,
+    attempts: int,
+    now: datetime,
+    *,
+    drain: bool,
+) -> LifecycleStatus:
+    """status.lifecycle after a handler reply; a sync records the inputs and the sync
+    request it handled, a drain the drain request."""
+    before = obs.lifecycle or LifecycleStatus()
+    failed = state in (LifecycleState.FAILED, LifecycleState.DRAINING_FAILED)
+    return LifecycleStatus(
+        status=state,
+        description=description,
+        last_sync_time=now,
+        next_sync_time=next_time,
+        attempts=attempts,
+        last_error=description if failed else None,
+        handler_version=obs.handler_version or before.handler_version,
+        inputs_hash=before.inputs_hash if drain else obs.inputs_hash or before.inputs_hash,
+        last_handled_sync_at=(
+            before.last_handled_sync_at
+            if drain
+            else obs.requested_sync_at or before.last_handled_sync_at
+        ),
+        last_handled_drain_at=(
+            obs.requested_drain_at or before.last_handled_drain_at
+            if drain
+            else before.last_handled_drain_at
+        ),
     )
 
 

@@ -92,7 +92,7 @@ class KubeApi:
                 return None
             raise
         data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-        return data, str((secret.get("metadata") or {}).get("resourceVersion", ""))
+        return data, _resource_version(secret)
 
     async def merge_secret(
         self,
@@ -101,21 +101,23 @@ class KubeApi:
         updates: dict[str, str | None],
         owner: Body,
         labels: dict[str, str],
-    ) -> None:
-        """Set (or, with None, remove) keys of an owned Secret, creating it when missing."""
+    ) -> str:
+        """Set (or, with None, remove) keys of an owned Secret, creating it when missing.
+
+        Returns the Secret's new resourceVersion (from the write's own response)."""
         data = {
             k: (base64.b64encode(v.encode()).decode() if v is not None else None)
             for k, v in updates.items()
         }
         self.writes += 1
         try:
-            await self.client.request(
+            written = await self.client.request(
                 "PATCH",
                 _secret_path(namespace, name),
                 body={"data": data},
                 content_type=MERGE_PATCH,
             )
-            return
+            return _resource_version(written)
         except KubeApiError as exc:
             if exc.code != 404:
                 raise
@@ -131,7 +133,9 @@ class KubeApi:
             "type": "Opaque",
             "data": {k: v for k, v in data.items() if v is not None},
         }
-        await self.client.request("POST", _secret_path(namespace), body=secret)
+        return _resource_version(
+            await self.client.request("POST", _secret_path(namespace), body=secret)
+        )
 
     # -- events --------------------------------------------------------------------------------
 
@@ -167,6 +171,10 @@ class KubeApi:
             )
         except KubeApiError as exc:
             log.warning("could not post event", reason=reason, error=exc.message)
+
+
+def _resource_version(obj: Body) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
 
 
 def _owner_reference(owner: Body) -> Body:

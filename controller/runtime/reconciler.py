@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.api.common import LifecycleState, LifecycleStatus
+from controller.api.common import Condition, LifecycleState, LifecycleStatus
 from controller.handlers.protocol import (
     BlockTypeSpec,
     DrainRequest,
@@ -393,8 +394,6 @@ class LifecycleRuntime:
         meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
         annotations = meta.get("annotations") or {}
         raw_lifecycle = status.get("lifecycle")
-        from controller.api.common import Condition
-
         return Observed(
             generation=meta.get("generation", 1),
             lifecycle=LifecycleStatus.model_validate(raw_lifecycle) if raw_lifecycle else None,
@@ -543,20 +542,24 @@ class LifecycleRuntime:
             signals=signals,
         )
 
-    async def _reveal(self, namespace: str, value: Any) -> Any:
-        """Replace Sensitive placeholders with the secret values (only for a handler call)."""
+    async def _reveal(
+        self, namespace: str, value: Any, read: dict[str, dict[str, str]] | None = None
+    ) -> Any:
+        """Replace Sensitive placeholders with the secret values (only for a handler call),
+        reading each Secret once however many references point into it."""
+        read = {} if read is None else read
         if isinstance(value, Sensitive):
-            found = await self.api.read_secret(namespace, value.secret)
-            return found[0].get(value.ref.signal) if found else None
+            if value.secret not in read:
+                found = await self.api.read_secret(namespace, value.secret)
+                read[value.secret] = found[0] if found else {}
+            return read[value.secret].get(value.ref.signal)
         if isinstance(value, dict):
-            return {k: await self._reveal(namespace, v) for k, v in value.items()}
+            return {k: await self._reveal(namespace, v, read) for k, v in value.items()}
         if isinstance(value, list):
-            return [await self._reveal(namespace, v) for v in value]
+            return [await self._reveal(namespace, v, read) for v in value]
         return value
 
     async def _read_state(self, key: Key, body: Body) -> dict[str, Any]:
-        import json
-
         name = (body.get("status") or {}).get("stateSecretName")
         if not name:
             return {}
@@ -571,8 +574,6 @@ class LifecycleRuntime:
     async def _apply(
         self, key: Key, body: Body, obs: Observed, decision: Decision, ctx: Context
     ) -> None:
-        import json
-
         patch = dict(decision.status_patch)
         status = body.get("status") or {}
         labels = {"app.kubernetes.io/managed-by": "blockflow"}
@@ -592,8 +593,7 @@ class LifecycleRuntime:
         )
         if updates:
             name = secret_name(key, "signals")
-            await self.api.merge_secret(key.namespace, name, updates, body, labels)
-            found = await self.api.read_secret(key.namespace, name)
+            version = await self.api.merge_secret(key.namespace, name, updates, body, labels)
             names = sorted(
                 (set((status.get("sensitiveSignals") or {}).get("names") or []) | set(updates))
                 - {k for k, v in updates.items() if v is None}
@@ -601,7 +601,7 @@ class LifecycleRuntime:
             patch["sensitiveSignals"] = {
                 "secretName": name,
                 "names": names,
-                "resourceVersion": found[1] if found else None,
+                "resourceVersion": version,
             }
         if decision.state_update is not None:
             name = secret_name(key, "state")

@@ -18,6 +18,7 @@ a `wakeAt` in the status.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -68,10 +69,11 @@ def execution_id(run_uid: str, step: str) -> str:
 
 def _steps_in_order(spec: WorkflowSpec, status: WorkflowRunStatus) -> list[tuple[str, Step]]:
     """The main steps, followed by the fallback steps once the run has fallen back."""
-    ordered = [(s.name, s) for s in spec.steps]
-    if any(r.name.startswith(FALLBACK_PREFIX) for r in status.steps) or _falling_back(status):
-        ordered += [(FALLBACK_PREFIX + s.name, s) for s in spec.fallback]
-    return ordered
+    fallen_back = _falling_back(status) or any(
+        r.name.startswith(FALLBACK_PREFIX) for r in status.steps
+    )
+    ordered = _steps_in_order_all(spec)
+    return ordered if fallen_back else ordered[: len(spec.steps)]
 
 
 def _falling_back(status: WorkflowRunStatus) -> bool:
@@ -316,6 +318,4 @@ def _last_outcome_data(status: WorkflowRunStatus) -> Any:
 
 
 def _json_bytes(value: Any) -> bytes:
-    import json
-
     return json.dumps(value, separators=(",", ":"), default=str).encode()
