@@ -242,6 +242,12 @@ class Activation(ApiModel):
     )
     version: int | None = Field(default=None, description="Workflow version that was activated.")
     activated_at: datetime | None = Field(default=None, description="When activation completed.")
+    token_hash: str | None = Field(
+        default=None, description="sha256 of the trigger URL's token (webhook and block triggers)."
+    )
+    spec: FreeFormObject | None = Field(
+        default=None, description="The activated version's spec: what new runs execute."
+    )
 
 
 class WorkflowStatus(EntityStatus):
@@ -260,6 +266,16 @@ class WorkflowStatus(EntityStatus):
     run_count: int = Field(default=0, ge=0, description="Runs started.")
     success_count: int = Field(default=0, ge=0, description="Runs completed.")
     failure_count: int = Field(default=0, ge=0, description="Runs failed.")
+    ignored_count: int = Field(
+        default=0, ge=0, description="Events that arrived while the workflow was not active."
+    )
+    last_schedule_time: datetime | None = Field(
+        default=None, description="The last schedule slot a run was started for."
+    )
+    counted: list[str] = Field(
+        default_factory=list,
+        description="Recently counted run events (bookkeeping that keeps the counters exact).",
+    )
 
 
 class Workflow(ApiModel):

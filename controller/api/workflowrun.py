@@ -55,6 +55,14 @@ class WorkflowRunSpec(ApiModel):
     cancel: bool = Field(
         default=False, description="Set to true to cancel the run after its current step call."
     )
+    workflow_version: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Workflow version to run (set by triggers); default: the version activated when "
+            "the run is admitted."
+        ),
+    )
 
 
 class StepOutcome(ApiModel):
@@ -91,6 +99,15 @@ class StepRecord(ApiModel):
     wake_at: datetime | None = Field(
         default=None, description="When a waiting step (sleep, retry backoff, timeout) wakes up."
     )
+    callback_token_hash: str | None = Field(
+        default=None, description="sha256 of the finish callback token (the token is never stored)."
+    )
+    hook_token_hash: str | None = Field(
+        default=None, description="sha256 of the hook token a hook or approval step waits for."
+    )
+    received: list[AnyJSON] = Field(
+        default_factory=list, description="Hook payloads received so far (hook steps with until)."
+    )
 
 
 class RunError(ApiModel):
@@ -124,6 +141,10 @@ class WorkflowRunStatus(ApiModel):
     )
     output: AnyJSON = Field(default=None, description="The run's output.")
     error: RunError | None = Field(default=None, description="Why the run failed.")
+    accounted: list[str] = Field(
+        default_factory=list,
+        description="Which of started/finished the Workflow's counters already include.",
+    )
 
 
 class WorkflowRun(ApiModel):
