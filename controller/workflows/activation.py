@@ -7,23 +7,18 @@ expression that does not compile, a schedule that cannot be read.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from controller.api.workflow import ErrorHandling, Step, WorkflowPhase, WorkflowSpec, WorkflowState
 from controller.handlers.protocol import BlockTypeSpec
+from controller.workflows.schedule import CronError, parse_cron
 from controller.workflows.templating import compile_errors
 
 BUILTIN_STEPS = ("http", "sleep", "hook", "approval", "emit", "kubernetes.job")
 
 #: App name → its handler's block types, or None when there is no such App.
 OfferedTypes = Callable[[str], dict[str, BlockTypeSpec] | None]
-
-_CRON_FIELD = re.compile(
-    r"^(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?)*$"
-)
-_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
 def activation_errors(spec: WorkflowSpec, offered: OfferedTypes) -> list[str]:
@@ -52,12 +47,12 @@ def _trigger_errors(spec: WorkflowSpec, offered: OfferedTypes) -> list[str]:
     assert trigger is not None
     errors: list[str] = []
     if trigger.schedule is not None:
-        fields = trigger.schedule.cron.split()
-        macro = len(fields) == 1 and fields[0] in _CRON_MACROS
-        if not macro and (len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields)):
+        try:
+            parse_cron(trigger.schedule.cron)
+        except CronError as error:
             errors.append(
-                f"spec.trigger.schedule.cron: {trigger.schedule.cron!r} is not a cron expression; "
-                "use five fields (minute hour day-of-month month day-of-week), e.g. '0 9 * * 1-5'"
+                f"spec.trigger.schedule.cron: {error}; use five fields "
+                "(minute hour day-of-month month day-of-week), e.g. '0 9 * * 1-5'"
             )
         try:
             ZoneInfo(trigger.schedule.timezone)

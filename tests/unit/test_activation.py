@@ -101,7 +101,12 @@ def test_trigger_and_steps_are_required() -> None:
         ),
         (
             {"trigger": {"schedule": {"cron": "every day"}}},
-            "spec.trigger.schedule.cron: 'every day' is not a cron expression; use five fields",
+            "spec.trigger.schedule.cron: 'every day' has 2 fields, expected 5; use five fields "
+            "(minute hour day-of-month month day-of-week), e.g. '0 9 * * 1-5'",
+        ),
+        (
+            {"trigger": {"schedule": {"cron": "0 25 * * *"}}},
+            "spec.trigger.schedule.cron: field 2 (hour): 25 is out of range 0-23; use five fields",
         ),
         (
             {"trigger": {"schedule": {"cron": "@daily", "timezone": "Mars/Olympus"}}},
