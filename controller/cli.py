@@ -53,14 +53,23 @@ def _cmd_version(_: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "blockflow") -> argparse.ArgumentParser:
+    from controller import cli_workflows  # stdlib-only at import; loads the client when used
+
     parser = argparse.ArgumentParser(
-        prog="blockflow",
+        prog=prog,
         description="Blockflow: Kubernetes-native lifecycle and workflow controller.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the controller against the current kubeconfig")
+    run = sub.add_parser(
+        "run",
+        help="run the controller against the current kubeconfig (or: run get|list|stop)",
+        description=(
+            "Without a verb: run the controller against the current kubeconfig. "
+            "With get, list or stop: inspect or cancel WorkflowRuns."
+        ),
+    )
     run.add_argument(
         "-n",
         "--namespace",
@@ -71,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["auto", "json", "console"], default=None)
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_cmd_run)
+    cli_workflows.add_run_verbs(run)
+    cli_workflows.add_workflow_commands(sub)
 
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions (or write them to DIR)")
     crds.add_argument("output", nargs="?", type=Path, default=None, metavar="DIR")
@@ -82,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # Installed as `kubectl-blockflow` too: kubectl runs it for `kubectl blockflow ...`.
+    invoked_as = Path(sys.argv[0]).name
+    prog = "kubectl blockflow" if invoked_as.startswith("kubectl-blockflow") else "blockflow"
+    args = build_parser(prog).parse_args(argv)
     return int(args.func(args))
 
 
