@@ -11,6 +11,8 @@ observed and logged until the workflow engine lands.
 from __future__ import annotations
 
 import asyncio
+import base64
+import secrets
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -22,11 +24,14 @@ from pydantic import ValidationError
 from controller.api.kinds import ALL_KINDS, GROUP, VERSION, KindInfo
 from controller.handlers.transport import Transport
 from controller.kube import connection_info
-from controller.kube_rest import RestClient
+from controller.kube_rest import KubeApiError, RestClient
 from controller.logs import get_logger
 from controller.runtime.kubeapi import KubeApi
 from controller.runtime.reconciler import LifecycleRuntime
+from controller.server.app import bound_port, build_app, serve
 from controller.settings import Settings
+from controller.workflows.activator import TokenKeys
+from controller.workflows.runtime import WorkflowRuntime
 
 log = get_logger("blockflow.operator")
 
@@ -73,9 +78,18 @@ def _configure(settings: kopf.OperatorSettings, config: Settings) -> None:
     settings.process.ultimate_exiting_timeout = 10
 
 
-def _feeder(runtime: LifecycleRuntime) -> EventHandler:
+def _feeder(
+    runtime: LifecycleRuntime, workflows: WorkflowRuntime | None, kind: str
+) -> EventHandler:
     async def feed(event: kopf.RawEvent, **_: Any) -> None:
-        runtime.observe(dict(event["object"]), event.get("type"))
+        body, event_type = dict(event["object"]), event.get("type")
+        if kind == "WorkflowRun":
+            if workflows is not None:
+                workflows.runs.observe(body, event_type)
+            return
+        runtime.observe(body, event_type)
+        if kind == "Workflow" and workflows is not None:
+            workflows.observe_workflow(body, event_type)
 
     return feed
 
@@ -87,13 +101,16 @@ def build_registry(
     config: Settings,
     runtime: LifecycleRuntime | None = None,
     stop_flag: asyncio.Event | threading.Event | None = None,
+    workflows: WorkflowRuntime | None = None,
+    on_cleanup: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> kopf.OperatorRegistry:
     """A registry with Blockflow's handlers, independent of kopf's global default registry."""
     registry = kopf.OperatorRegistry()
+    fed = LIFECYCLE_KINDS if workflows is None else (*LIFECYCLE_KINDS, "Workflow", "WorkflowRun")
     for info in ALL_KINDS:
         handler = (
-            _feeder(runtime)
-            if runtime is not None and info.kind in LIFECYCLE_KINDS
+            _feeder(runtime, workflows, info.kind)
+            if runtime is not None and info.kind in fed
             else _observer(info)
         )
         kopf.on.event(GROUP, VERSION, info.plural, registry=registry, id=f"watch-{info.singular}")(
@@ -116,6 +133,8 @@ def build_registry(
     @kopf.on.cleanup(registry=registry, id="goodbye")
     async def goodbye(**_: Any) -> None:
         # Stop our tasks inside kopf's shutdown, or kopf waits for them as if they hung.
+        if on_cleanup is not None:
+            await on_cleanup()
         if runtime is not None:
             await runtime.stop()
         if stop_flag is not None:
@@ -136,15 +155,41 @@ async def run_operator(
     """Run until stopped (SIGINT/SIGTERM or ``stop_flag``): kopf and the lifecycle runtime."""
     client = RestClient(connection_info, limit=max(config.workers, 8) + 8)
     async with aiohttp.ClientSession() as http_session:
+        api = KubeApi(client)
         runtime = LifecycleRuntime(
-            KubeApi(client),
+            api,
             workers=config.workers,
             http_transport_factory=http_transport_factory(http_session),
         )
+        key = await token_key(api, config)
+        base_url = config.public_url or f"http://{config.http_host}:{config.http_port}"
+        workflows = WorkflowRuntime(
+            api,
+            runtime,
+            TokenKeys(key, base_url),
+            http_session,
+            client,
+            events_namespace=config.events_namespace,
+            workers=config.workers,
+        )
+        runtime.workflows = workflows
+        server = await serve(
+            build_app(workflows, max_body_bytes=config.max_body_bytes),
+            config.http_host,
+            config.http_port,
+        )
+        log.info("http server listening", url=base_url, port=bound_port(server))
         runtime.start()
+        starting = asyncio.create_task(workflows.start(config.namespaces))
+
+        async def cleanup() -> None:
+            starting.cancel()
+            await workflows.stop()
+            await server.cleanup()
+
         try:
             await kopf.operator(
-                registry=build_registry(config, runtime, stop_flag),
+                registry=build_registry(config, runtime, stop_flag, workflows, cleanup),
                 clusterwide=not config.namespaces,
                 namespaces=config.namespaces,
                 standalone=config.standalone,
@@ -152,8 +197,41 @@ async def run_operator(
                 ready_flag=ready_flag,
             )
         finally:
-            await runtime.stop()  # normally already stopped by the cleanup handler
+            await cleanup()  # normally already done by the cleanup handler
+            await runtime.stop()
             await client.close()
+
+
+TOKEN_KEY_SECRET = "blockflow-token-key"
+
+
+async def token_key(api: KubeApi, config: Settings) -> bytes:
+    """The key every URL token is derived from: from the settings, or from the controller's
+    Secret (created with 256 random bits on first start, so tokens survive restarts)."""
+    if config.token_key is not None:
+        return config.token_key.get_secret_value().encode()
+    namespace = config.controller_namespace
+    for _ in range(3):
+        found = await api.read_secret(namespace, TOKEN_KEY_SECRET)
+        if found is not None and found[0].get("key"):
+            return found[0]["key"].encode()
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": TOKEN_KEY_SECRET,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "blockflow"},
+            },
+            "type": "Opaque",
+            "data": {"key": base64.b64encode(secrets.token_urlsafe(32).encode()).decode()},
+        }
+        try:
+            await api.client.request("POST", f"/api/v1/namespaces/{namespace}/secrets", body=secret)
+        except KubeApiError as exc:
+            if exc.code != 409:
+                raise
+    raise RuntimeError(f"could not read or create Secret {namespace}/{TOKEN_KEY_SECRET}")
 
 
 def http_transport_factory(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -25,6 +25,30 @@ class Settings(BaseSettings):
         default=32, ge=1, le=1024, description="Reconciles of different entities run at once."
     )
     standalone: bool = Field(default=True, description="Run without kopf peering (single replica).")
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP server.")
+    public_url: str | None = Field(
+        default=None,
+        description=(
+            "Base URL callers reach the HTTP server at (callback, trigger URLs); "
+            "default http://<http_host>:<http_port>."
+        ),
+    )
+    controller_namespace: str = Field(
+        default="default",
+        description="Namespace of the controller's own Secret (the token key).",
+    )
+    token_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key every URL token is derived from; default: kept in the Secret "
+            "blockflow-token-key of controller_namespace (created on first start)."
+        ),
+    )
+    events_namespace: str = Field(
+        default="default", description="Namespace of events POSTed to /events without one."
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="HTTP body limit.")
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -202,6 +203,7 @@ class ControllerProcess:
     """`blockflow run` in a subprocess; its JSON log lines are collected for assertions."""
 
     proc: subprocess.Popen[str]
+    port: int = 0
     lines: list[str] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _reader: threading.Thread | None = None
@@ -264,6 +266,12 @@ class ControllerProcess:
             ) from None
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def run_controller(
     cluster: Cluster, kubectl: Kubectl, request: pytest.FixtureRequest
@@ -271,16 +279,24 @@ def run_controller(
     """Start the real controller (`python -m controller run`) against the test cluster."""
     started: list[ControllerProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> ControllerProcess:
+    def start(
+        *args: str, env: dict[str, str] | None = None, port: int | None = None
+    ) -> ControllerProcess:
+        port = port or free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "controller", "run", "--log-format", "json", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), **(env or {})},
+            env={
+                **os.environ,
+                "KUBECONFIG": str(cluster.kubeconfig),
+                "BLOCKFLOW_HTTP_PORT": str(port),
+                **(env or {}),
+            },
         )
-        controller = ControllerProcess(proc)
+        controller = ControllerProcess(proc, port)
         controller.start_reading()
         started.append(controller)
         return controller

@@ -46,6 +46,72 @@ class KubeApi:
             content_type=MERGE_PATCH,
         )
 
+    async def patch_status_checked(self, body: Body, status_patch: Body) -> Body:
+        """A status merge patch that fails with 409 when the object changed since `body`
+        was read (optimistic concurrency: no lost updates between writers)."""
+        meta = body["metadata"]
+        self.writes += 1
+        return await self.client.request(
+            "PATCH",
+            _object_path(body["kind"], meta["namespace"], meta["name"]) + "/status",
+            body={"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status_patch},
+            content_type=MERGE_PATCH,
+        )
+
+    async def patch_spec(self, kind: str, namespace: str, name: str, patch: Body) -> Body:
+        self.writes += 1
+        return await self.client.request(
+            "PATCH", _object_path(kind, namespace, name), body=patch, content_type=MERGE_PATCH
+        )
+
+    async def get(self, kind: str, namespace: str, name: str) -> Body | None:
+        try:
+            return await self.client.request("GET", _object_path(kind, namespace, name))
+        except KubeApiError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    async def create(self, body: Body) -> Body:
+        """Create a Blockflow object (409 AlreadyExists is the caller's to interpret)."""
+        meta = body["metadata"]
+        path = _object_path(body["kind"], meta["namespace"], meta["name"]).rsplit("/", 1)[0]
+        self.writes += 1
+        return await self.client.request("POST", path, body=body)
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        self.writes += 1
+        try:
+            await self.client.request(
+                "DELETE",
+                _object_path(kind, namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
+        except KubeApiError as exc:
+            if exc.code != 404:
+                raise
+
+    async def list_all(self, kind: str, namespace: str | None = None) -> list[Body]:
+        """Every object of a kind (paged), in one namespace or the whole cluster."""
+        plural = _PLURALS[kind]
+        path = (
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}"
+            if namespace
+            else f"/apis/{GROUP}/{VERSION}/{plural}"
+        )
+        items: list[Body] = []
+        params = {"limit": "500"}
+        while True:
+            page = await self.client.request("GET", path, params=params)
+            for item in page.get("items") or []:
+                item.setdefault("kind", kind)
+                item.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+                items.append(item)
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params = {"limit": "500", "continue": token}
+
     async def add_finalizer(self, kind: str, body: Body) -> Body:
         meta = body["metadata"]
         ops: list[Body] = (

@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from controller.api.common import Condition, LifecycleState, LifecycleStatus
 from controller.handlers.protocol import (
@@ -53,6 +53,8 @@ from controller.logs import get_logger
 from controller.runtime.kubeapi import FINALIZER, KubeApi
 from controller.runtime.queue import WorkQueue
 from controller.runtime.store import Body, Key, Store
+from controller.workflows.activator import AppHandle
+from controller.workflows.naming import WORKFLOW_SIGNALS
 
 log = get_logger("blockflow.lifecycle")
 
@@ -105,6 +107,19 @@ class Context:
     error: HandlerError | None = None
 
 
+class WorkflowHooks(Protocol):
+    """What the lifecycle runtime asks the workflow engine about Workflows (whose trigger
+    is their "handler") and tells it about lifecycle transitions (Block.ready, …)."""
+
+    def activator(self, body: Body) -> Transport: ...
+
+    def drain_request(self, body: Body) -> str | None: ...
+
+    def status_extra(self, key: Key, body: Body, transport: Transport | None) -> dict[str, Any]: ...
+
+    def lifecycle_changed(self, key: Key, before: Body, after: Body) -> None: ...
+
+
 class LifecycleRuntime:
     def __init__(
         self,
@@ -114,8 +129,10 @@ class LifecycleRuntime:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
         http_transport_factory: Callable[[dict[str, Any], bytes | None], Transport] | None = None,
+        workflows: WorkflowHooks | None = None,
     ) -> None:
         self.api = api
+        self.workflows = workflows
         self.store = Store()
         self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=workers)
         self.now = now
@@ -256,6 +273,13 @@ class LifecycleRuntime:
 
     async def _load_handler(self, key: Key, body: Body, ctx: Context) -> None:
         spec = body.get("spec") or {}
+        if key.kind == "Workflow":
+            if self.workflows is None:
+                raise HandlerError("workflows are not enabled", reason="UnknownHandler")
+            ctx.transport = self.workflows.activator(body)
+            ctx.info = await ctx.transport.info()
+            ctx.sensitive = frozenset(WORKFLOW_SIGNALS)
+            return
         if key.kind == "App":
             ctx.app = body
         else:
@@ -317,6 +341,8 @@ class LifecycleRuntime:
         return info
 
     async def _resolve_inputs(self, key: Key, body: Body, ctx: Context) -> None:
+        if key.kind == "Workflow":
+            return  # a Workflow's inputs are its spec (its generation says when they change)
         assert ctx.app is not None
         app_config, app_versions = await self._app_config(ctx.app)
         ctx.app_config = app_config
@@ -388,6 +414,30 @@ class LifecycleRuntime:
             versions.append(f"{name}@{found[1]}")
         return config, versions
 
+    # -- Apps as the workflow engine reaches them ------------------------------------------------
+
+    async def block_types(self, namespace: str, app: str) -> dict[str, BlockTypeSpec] | None:
+        """The block types an App's handler offers (None when there is no such App)."""
+        body = self.store.get(Key("App", namespace, app))
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        key = Key.of(body)
+        info = await self._info(key, body, await self._transport(key, body))
+        return info.block_types
+
+    async def app_handle(self, namespace: str, app: str) -> AppHandle:
+        """An App's transport, declarations and input (with its secret config) for a call."""
+        body = self.store.get(Key("App", namespace, app))
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            raise HandlerError(
+                f"App {app} not found in namespace {namespace}", reason="AppNotFound"
+            )
+        key = Key.of(body)
+        transport = await self._transport(key, body)
+        info = await self._info(key, body, transport)
+        config = (await self._app_config(body))[0]
+        return AppHandle(body, transport, info, await self._entity_input(key, body, config))
+
     # -- observed state ------------------------------------------------------------------------
 
     def _observed(self, key: Key, body: Body, ctx: Context, deleting: bool) -> Observed:
@@ -403,7 +453,11 @@ class LifecycleRuntime:
             deleting=deleting,
             orphan=spec.get("deletionPolicy") == "Orphan",
             requested_sync_at=annotations.get(SYNC_ANNOTATION),
-            requested_drain_at=annotations.get(DRAIN_ANNOTATION),
+            requested_drain_at=(
+                self.workflows.drain_request(body)
+                if key.kind == "Workflow" and self.workflows is not None
+                else annotations.get(DRAIN_ANNOTATION)
+            ),
             handler_version=ctx.info.version if ctx.info else None,
             sensitive_signal_names=ctx.sensitive,
             inputs_hash=ctx.inputs_hash,
@@ -603,6 +657,8 @@ class LifecycleRuntime:
                 "names": names,
                 "resourceVersion": version,
             }
+        if key.kind == "Workflow" and self.workflows is not None:
+            patch.update(self.workflows.status_extra(key, body, ctx.transport))
         if decision.state_update is not None:
             name = secret_name(key, "state")
             await self.api.merge_secret(
@@ -613,6 +669,8 @@ class LifecycleRuntime:
             updated = await self.api.patch_status(key.kind, key.namespace, key.name, patch)
             self.store.upsert(updated)
             self._wake_dependents(key, body, updated)
+            if self.workflows is not None:
+                self.workflows.lifecycle_changed(key, body, updated)
             body = updated
         for event in decision.events:
             self.events.post(body, event.type, event.reason, event.message)

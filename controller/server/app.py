@@ -167,7 +167,7 @@ def _log_failure(route: str, method: str, exc: BaseException) -> None:
         route=route,
         method=method,
         error=type(exc).__qualname__,
-        stack=_stack(exc),
+        frames=_stack(exc),
     )
 
 

@@ -6,6 +6,7 @@ a WorkflowRun or a Workflow never reveals a URL that can resume or trigger it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -26,3 +27,14 @@ def token_hash(token: str) -> str:
 def matches(token: str, stored_hash: str) -> bool:
     """Constant-time comparison of a presented token with a stored hash."""
     return hmac.compare_digest(token_hash(token), stored_hash)
+
+
+def derived_token(key: bytes, purpose: str) -> str:
+    """A 256-bit token derived from the controller's token key and what it is for.
+
+    Deterministic, so that a call re-issued after a crash hands the handler the very same
+    URL (e.g. the finish callback of one step execution), and nothing but a hash of it
+    ever needs to be stored. Unguessable without the key.
+    """
+    digest = hmac.new(key, purpose.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

@@ -130,7 +130,11 @@ def timed_out(spec: WorkflowSpec, status: WorkflowRunStatus, name: str, now: dat
 
 
 def begin_attempt(
-    status: WorkflowRunStatus, name: str, run_uid: str, now: datetime
+    status: WorkflowRunStatus,
+    name: str,
+    run_uid: str,
+    now: datetime,
+    **extra: Any,
 ) -> WorkflowRunStatus:
     """The status to write *before* calling the step: running, attempt counted, key fixed.
 
@@ -148,9 +152,14 @@ def begin_attempt(
             started_at=now,
         )
         steps.append(record)
-    attempts = record.attempts if record.state is StepState.RUNNING else record.attempts + 1
+    # A step found waiting without an error (a sleep, a job being polled) is resumed, not
+    # retried: same attempt.
+    resumed = record.state is StepState.RUNNING or (
+        record.state is StepState.WAITING and record.error is None and record.attempts > 0
+    )
+    attempts = record.attempts if resumed else record.attempts + 1
     updated = record.model_copy(
-        update={"state": StepState.RUNNING, "attempts": attempts, "wake_at": None}
+        update={"state": StepState.RUNNING, "attempts": attempts, "wake_at": None, **extra}
     )
     steps = [updated if r.name == name else r for r in steps]
     return status.model_copy(
@@ -226,6 +235,18 @@ def record_reply(
         )
         return _replace(status, retrying)
     return _fail_step(spec, status, record, reply.message, now)
+
+
+def wait_until(
+    status: WorkflowRunStatus, name: str, at: datetime | None, **extra: Any
+) -> WorkflowRunStatus:
+    """A built-in step waits without being retried: until `at` (a sleep, a job polled), or
+    for a hook (`at` None; `extra` carries the hook token's hash)."""
+    record = _record(status, name)
+    assert record is not None, f"no record for step {name}"
+    return _replace(
+        status, record.model_copy(update={"state": StepState.WAITING, "wake_at": at, **extra})
+    )
 
 
 def record_timeout(

@@ -16,6 +16,7 @@ import hashlib
 import secrets
 import string
 from datetime import datetime
+from typing import Any
 
 WORKFLOW_LABEL = "blockflow.dev/workflow"
 EVENT_KEY_LABEL = "blockflow.dev/event-key"
@@ -74,16 +75,17 @@ def new_run_body(
     workflow_version: int | None = None,
     event_key_: str | None = None,
     suffix: str | None = None,
-) -> dict[str, object]:
+    name: str | None = None,
+) -> dict[str, Any]:
     """The WorkflowRun to create for one execution, owned by its Workflow (GC on delete)."""
-    spec: dict[str, object] = {"workflowRef": {"name": workflow}, "input": input_}
+    spec: dict[str, Any] = {"workflowRef": {"name": workflow}, "input": input_}
     if workflow_version is not None:
         spec["workflowVersion"] = workflow_version
     return {
         "apiVersion": "blockflow.dev/v1alpha1",
         "kind": "WorkflowRun",
         "metadata": {
-            "name": run_name(workflow, when, suffix),
+            "name": name or run_name(workflow, when, suffix),
             "namespace": namespace,
             "labels": run_labels(workflow, event_key_),
             "ownerReferences": [

@@ -67,6 +67,11 @@ def _evaluate(source: str, context: dict[str, Any], path: str) -> Any:
     raise TemplateError(f"{path}: ${{{{ {source} }}}}: {reason}")
 
 
+def evaluate(source: str, context: dict[str, Any], path: str) -> Any:
+    """One bare CEL expression (e.g. a hook's `until`), with errors that name `path`."""
+    return _evaluate(source, context, path)
+
+
 def _as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
