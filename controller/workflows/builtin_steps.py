@@ -271,7 +271,7 @@ class Builtins:
 
 def approval_token(namespace: str, run: str, step: str) -> str:
     """The default hook token of an approval step (resumed with the workflow's hookKey)."""
-    return f"approval:{namespace}/{run}/{step}"
+    return f"approval:{namespace}:{run}:{step}"
 
 
 def job_name(run: str, step: str, execution_id: str) -> str:

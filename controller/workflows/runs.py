@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from controller.api.common import Condition, LifecycleState
 from controller.api.workflow import RunConcurrencyPolicy, Step, WorkflowPhase, WorkflowSpec
 from controller.api.workflowrun import RunError, RunState, StepRecord, StepState, WorkflowRunStatus
 from controller.handlers.protocol import (
@@ -44,6 +45,7 @@ from controller.handlers.protocol import (
 )
 from controller.handlers.transport import HandlerError
 from controller.kube_rest import KubeApiError
+from controller.lifecycle.conditions import conditions_for
 from controller.logs import get_logger
 from controller.runtime.kubeapi import KubeApi
 from controller.runtime.queue import WorkQueue
@@ -398,9 +400,16 @@ class RunRuntime:
         meta = body["metadata"]
         spec = body.get("spec") or {}
         steps = {
-            r.name: {"id": r.outcome.id, "data": r.outcome.data}
+            r.name.removeprefix(executor.FALLBACK_PREFIX)
+            if r.name.startswith(executor.FALLBACK_PREFIX)
+            else r.name: {
+                "id": r.outcome.id if r.outcome else None,
+                "data": r.outcome.data if r.outcome else None,
+                "state": r.state.value,
+                "error": r.error.message if r.error else None,
+            }
             for r in status.steps
-            if r.outcome is not None
+            if r.state is not StepState.PENDING
         }
         return {
             "event": spec.get("input"),
@@ -467,6 +476,10 @@ class RunRuntime:
         self, body: Body, status: WorkflowRunStatus, *, snapshot: bool = False
     ) -> Body:
         """One resourceVersion-checked status write; indexes and plans from its result."""
+        if status.state is not None and status.state != (body.get("status") or {}).get("state"):
+            status = status.model_copy(
+                update={"conditions": run_conditions(status, body, self.now())}
+            )
         patch = status.model_dump(by_alias=True, mode="json", exclude={"workflow_spec"})
         if snapshot:
             patch["workflowSpec"] = status.workflow_spec
@@ -738,6 +751,35 @@ class RunRuntime:
             return None
         body = self.workflow_body(Key("Workflow", key.namespace, entry.workflow))
         return None if body is None else str(body["metadata"].get("uid"))
+
+
+_RUN_LIFECYCLE = {
+    RunState.QUEUED: LifecycleState.IN_PROGRESS,
+    RunState.RUNNING: LifecycleState.IN_PROGRESS,
+    RunState.WAITING: LifecycleState.IN_PROGRESS,
+    RunState.PAUSED: LifecycleState.IN_PROGRESS,
+    RunState.COMPLETED: LifecycleState.READY,
+    RunState.CANCELLED: LifecycleState.READY,
+    RunState.FAILED: LifecycleState.FAILED,
+    RunState.TERMINATED: LifecycleState.FAILED,
+}
+
+
+def run_conditions(status: WorkflowRunStatus, body: Body, now: datetime) -> list[Condition]:
+    """kstatus for runs: completed (or cancelled) is Ready, failed is Stalled, the rest
+    Reconciling — so `kubectl wait --for=condition=Ready wfr/NAME` waits for the end."""
+    assert status.state is not None
+    message = f"run {status.state.value}"
+    if status.error is not None:
+        message += f": {status.error.message}"
+    return conditions_for(
+        _RUN_LIFECYCLE[status.state],
+        message=message[:1024],
+        generation=int(body["metadata"].get("generation", 1)),
+        now=now,
+        previous=status.conditions,
+        reason=status.state.value.capitalize(),
+    )
 
 
 def _refusal(workflow: Body | None, name: str, namespace: str, version: int | None) -> str | None:
