@@ -171,6 +171,7 @@ async def run_operator(
             client,
             events_namespace=config.events_namespace,
             workers=config.workers,
+            crash_after_run_writes=config.crash_after_run_writes,
         )
         runtime.workflows = workflows
         server = await serve(

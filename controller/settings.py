@@ -49,6 +49,14 @@ class Settings(BaseSettings):
         default="default", description="Namespace of events POSTed to /events without one."
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="HTTP body limit.")
+    crash_after_run_writes: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Fault injection for crash-safety tests: the process kills itself (SIGKILL) right "
+            "after this many WorkflowRun status writes. Never set it in production."
+        ),
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ Handler block types:
 
 Plain endpoints: ``POST /effects`` applies an effect once per ``Idempotency-Key`` (a
 repeated key returns the first result, as a real idempotent API does) and counts every
-request; ``/slow-effects`` does the same after ``controls.effect_delay`` seconds.
+request; ``/slow-effects`` applies it at once but answers ``controls.effect_delay`` seconds later.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class StepService:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     effects: dict[str, int] = field(default_factory=dict)  # key → effect number
     effect_requests: Counter[str] = field(default_factory=Counter)
+    arrivals: Counter[str] = field(default_factory=Counter)  # slow requests, on arrival
     _attempts: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -134,8 +135,13 @@ class StepService:
         return web.json_response({"effect": number, "key": key, "echo": body}, status=201)
 
     async def _slow_effect(self, request: web.Request) -> web.Response:
+        """The worst case for a caller: the effect is applied at once, the answer comes late
+        (a caller that dies meanwhile never learns that it happened)."""
+        with self._lock:
+            self.arrivals[request.headers.get("Idempotency-Key", "")] += 1
+        response = await self._effect(request)
         await asyncio.sleep(self.controls.effect_delay)
-        return await self._effect(request)
+        return response
 
     async def _operation(self, request: web.Request) -> web.Response:
         operation = request.match_info["operation"]

@@ -287,7 +287,7 @@ def test_a_deferred_step_is_resumed_by_its_callback_and_only_then(
     status, reply = http("POST", trigger_url(kubectl, namespace, "pay"), {"amount": 42})
     assert status == 202
     name = reply["run"]
-    waiting = wait_run(kubectl, namespace, name, "running")
+    waiting = wait_run(kubectl, namespace, name, "waiting")
     execute = service.wait_for("execute")[0]
     assert execute["with"] == {"mode": "defer", "amount": 42}
     callback = execute["metadata"]["finishCallbackUrl"]
@@ -576,8 +576,7 @@ def test_runs_queue_behind_concurrency_and_a_stopped_run_is_cancelled(
     wait_phase(kubectl, namespace, "serial", "Activated")
     url = trigger_url(kubectl, namespace, "serial")
     first = http("POST", url, {})[1]["run"]
-    wait_run(kubectl, namespace, first, "running")
-    eventually(lambda: step(get_run(kubectl, namespace, first), "nap")["state"] == "waiting")
+    assert step(wait_run(kubectl, namespace, first, "waiting"), "nap")["state"] == "waiting"
     wait_phase(kubectl, namespace, "serial", "Triggered")
     second = http("POST", url, {})[1]["run"]
     assert second > first  # names sort by start time
@@ -588,4 +587,4 @@ def test_runs_queue_behind_concurrency_and_a_stopped_run_is_cancelled(
     )
     cancelled = wait_run(kubectl, namespace, first, "cancelled")
     assert step(cancelled, "nap")["state"] == "cancelled"
-    wait_run(kubectl, namespace, second, "running")  # its turn came
+    wait_run(kubectl, namespace, second, "waiting")  # its turn came: it sleeps now

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tests.conftest import Kubectl, blockflow, eventually
+from lightkube import KubeConfig
+
+from controller.kube import connection_info
+from controller.kube_rest import MERGE_PATCH, RestClient
+from tests.conftest import Cluster, Kubectl, blockflow, eventually
 
 
 def workflow(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -91,3 +97,22 @@ def wait_run(
 def step(run: dict[str, Any], name: str) -> dict[str, Any]:
     found: dict[str, Any] = next(s for s in run["status"]["steps"] if s["name"] == name)
     return found
+
+
+def patch_status(cluster: Cluster, path: str, status: dict[str, Any]) -> None:
+    """A merge patch of a status subresource, as a controller would write it (kubectl 1.20
+    has no --subresource). `path` is the object's API path."""
+
+    async def patch() -> None:
+        single = KubeConfig.from_file(cluster.kubeconfig).get()
+        client = RestClient(lambda: connection_info(single))
+        try:
+            await client.request(
+                "PATCH", path + "/status", body={"status": status}, content_type=MERGE_PATCH
+            )
+        finally:
+            await client.close()
+
+    # Its own thread and loop: the test session's event loop is left alone.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, patch()).result(timeout=30)

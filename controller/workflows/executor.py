@@ -77,7 +77,7 @@ def _steps_in_order(spec: WorkflowSpec, status: WorkflowRunStatus) -> list[tuple
 
 
 def _falling_back(status: WorkflowRunStatus) -> bool:
-    return status.error is not None and status.state is RunState.RUNNING
+    return status.error is not None and status.state in (RunState.RUNNING, RunState.WAITING)
 
 
 def _record(status: WorkflowRunStatus, name: str) -> StepRecord | None:
@@ -198,6 +198,26 @@ def record_reply(
     rng: random.Random,
 ) -> WorkflowRunStatus:
     """The status after a step's reply (or an ErrorReply standing for a failed call)."""
+    return _settle(_record_reply(spec, status, name, reply, now, rng))
+
+
+def _settle(status: WorkflowRunStatus) -> WorkflowRunStatus:
+    """An unfinished run is `waiting` while a step waits (a defer, a sleep, a hook, a retry
+    backoff) and `running` otherwise."""
+    if status.state not in (RunState.RUNNING, RunState.WAITING):
+        return status
+    waiting = any(r.state is StepState.WAITING for r in status.steps)
+    return status.model_copy(update={"state": RunState.WAITING if waiting else RunState.RUNNING})
+
+
+def _record_reply(
+    spec: WorkflowSpec,
+    status: WorkflowRunStatus,
+    name: str,
+    reply: StepReply,
+    now: datetime,
+    rng: random.Random,
+) -> WorkflowRunStatus:
     record = _record(status, name)
     assert record is not None, f"no record for step {name}"
     if isinstance(reply, OutcomeReply):
@@ -244,8 +264,10 @@ def wait_until(
     for a hook (`at` None; `extra` carries the hook token's hash)."""
     record = _record(status, name)
     assert record is not None, f"no record for step {name}"
-    return _replace(
-        status, record.model_copy(update={"state": StepState.WAITING, "wake_at": at, **extra})
+    return _settle(
+        _replace(
+            status, record.model_copy(update={"state": StepState.WAITING, "wake_at": at, **extra})
+        )
     )
 
 

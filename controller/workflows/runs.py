@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -158,9 +160,12 @@ class RunRuntime:
         workers: int = 16,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        crash_after_writes: int | None = None,
     ) -> None:
         self.api = api
         self.apps = apps
+        self.crash_after_writes = crash_after_writes
+        self.writes = 0
         self.workflow_body = workflows
         self.remember_workflow = remember_workflow
         self.tokens = tokens
@@ -309,7 +314,8 @@ class RunRuntime:
                 self.tokens.callback(executor.execution_id(uid, name))
             )
         begun = executor.begin_attempt(status, name, uid, now, **extra)
-        body = await self._write(body, begun)  # durable before the call: crash-safe
+        if begun != status:  # a call re-issued after a crash is already recorded as running
+            body = await self._write(body, begun)  # durable before the call: crash-safe
         record = _record(begun, name)
         started = self.now()
         reply = await self._execute(body, spec, begun, step, record)
@@ -492,6 +498,9 @@ class RunRuntime:
             if exc.code == 404:
                 return body | {"_gone": True}
             raise
+        self.writes += 1
+        if self.crash_after_writes is not None and self.writes >= self.crash_after_writes:
+            os.kill(os.getpid(), signal.SIGKILL)  # fault injection: die as kill -9 would
         self._own_writes[key] = updated["metadata"]["resourceVersion"]
         before = (body.get("status") or {}).get("state")
         self.index.put(key, updated)

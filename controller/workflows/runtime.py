@@ -78,6 +78,7 @@ class WorkflowRuntime:
         workers: int = 16,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        crash_after_run_writes: int | None = None,
     ) -> None:
         self.api = api
         self.lifecycle = lifecycle
@@ -96,6 +97,7 @@ class WorkflowRuntime:
             workers=workers,
             now=now,
             rng=rng,
+            crash_after_writes=crash_after_run_writes,
         )
         self.subscribers: dict[tuple[str, str], set[Key]] = {}
         self.routes: dict[str, tuple[Key, int | None]] = {}
@@ -110,6 +112,10 @@ class WorkflowRuntime:
     async def start(self, namespaces: list[str]) -> None:
         """List Workflows and runs once (indexes, dedupe keys), then serve."""
         for namespace in namespaces or [None]:  # type: ignore[list-item]
+            # Apps first: a run resumed at startup calls its steps' Apps at once.
+            for kind in ("App", "Block"):
+                for body in await self.api.list_all(kind, namespace):
+                    self.lifecycle.observe(body, None)
             for body in await self.api.list_all("Workflow", namespace):
                 self.lifecycle.observe(body, None)
                 self.observe_workflow(body, None)

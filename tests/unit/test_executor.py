@@ -176,3 +176,20 @@ def test_cancel_ends_the_run_and_its_unfinished_steps() -> None:
     cancelled = ex.cancel(status, NOW)
     assert cancelled.state is RunState.CANCELLED
     assert [r.state for r in cancelled.steps] == [StepState.COMPLETED, StepState.CANCELLED]
+
+
+def test_the_run_is_waiting_while_a_step_waits_and_running_again_when_it_resumes() -> None:
+    workflow = spec(
+        steps=["a", "b"], retry_policy={"max_attempts": 2, "backoff": {"initial_seconds": 1}}
+    )
+    status = call(workflow, WorkflowRunStatus(), DeferReply())
+    assert (status.state, record(status, "a").state) == (RunState.WAITING, StepState.WAITING)
+    status = ex.record_reply(workflow, status, "a", ok(), NOW, random.Random(1))
+    assert status.state is RunState.RUNNING  # b is next
+    status = call(workflow, status, ErrorReply(message="busy", retryable=True))
+    assert status.state is RunState.WAITING  # a retry backoff is a wait too
+    later = NOW + timedelta(seconds=5)
+    status = ex.begin_attempt(status, "b", UID, later)
+    assert status.state is RunState.RUNNING
+    status = ex.wait_until(status, "b", later + timedelta(seconds=1))
+    assert status.state is RunState.WAITING
