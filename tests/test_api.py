@@ -119,7 +119,7 @@ def test_kubectl_explain_shows_the_model_descriptions(kubectl: Kubectl) -> None:
 
 def test_category_short_names_and_printer_columns(kubectl: Kubectl, namespace: str) -> None:
     kubectl.run("apply", "-n", namespace, "-R", "-f", str(EXAMPLES_DIR / "demo"))
-    kubectl.run("apply", "-n", namespace, "-f", str(EXAMPLES_DIR / "workflows" / "onboarding.yaml"))
+    kubectl.run("apply", "-n", namespace, "-f", str(EXAMPLES_DIR / "onboarding" / "workflow.yaml"))
     everything = kubectl.run("get", "blockflow", "-n", namespace).stdout
     for name in (
         "app.blockflow.dev/demo",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 
-from tests.conftest import ControllerProcess, Kubectl, blockflow
+from tests.conftest import ControllerProcess, Kubectl, blockflow, eventually
 
 
 def test_controller_sees_objects_and_stops_cleanly(
@@ -14,15 +14,20 @@ def test_controller_sees_objects_and_stops_cleanly(
     kubectl.apply(namespace, blockflow("App", "demo", {"handler": {"python": "demo"}}))
     controller = run_controller("--namespace", namespace)
     kubectl.run("wait", "--for=condition=Ready", "app/demo", "-n", namespace, "--timeout=30s")
-    # An object created while it runs is seen too, through the watch.
+    # An object created while it runs is seen too, through the watch: this run names a
+    # workflow that does not exist, and says so.
     kubectl.apply(
         namespace, blockflow("WorkflowRun", "run-1", {"workflowRef": {"name": "onboarding"}})
     )
-    seen = controller.wait_for_log(
-        lambda r: r.get("event") == "object seen" and r.get("name") == "run-1",
-        what="WorkflowRun run-1 seen",
+
+    def failed() -> str | None:
+        status = kubectl.json("get", "wfr", "run-1", "-n", namespace).get("status") or {}
+        return str(status["error"]["message"]) if status.get("state") == "failed" else None
+
+    message = eventually(failed, what="run-1 failed")
+    assert message == (
+        f"spec.workflowRef.name: Workflow onboarding not found in namespace {namespace}"
     )
-    assert seen["kind"] == "WorkflowRun" and seen["namespace"] == namespace
     assert controller.stop(signal.SIGTERM) == 0
     controller.wait_for_log(lambda r: r.get("event") == "blockflow operator stopped", timeout=5)
 
