@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import urllib.error
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -41,8 +42,11 @@ def base(controller: ControllerProcess) -> str:
     return f"http://127.0.0.1:{controller.port}"
 
 
-def ready_controller(run_controller: Callable[..., ControllerProcess]) -> ControllerProcess:
-    controller = run_controller()
+def ready_controller(
+    run_controller: Callable[..., ControllerProcess], namespace: str
+) -> ControllerProcess:
+    """The controller, watching only the test's namespace, once it serves."""
+    controller = run_controller("--namespace", namespace)
 
     def ready() -> bool:
         try:
@@ -73,7 +77,7 @@ def test_a_webhook_run_uses_cel_and_the_http_step_sends_its_execution_id(
     run_controller: Callable[..., ControllerProcess],
     service: StepService,
 ) -> None:
-    controller = ready_controller(run_controller)
+    controller = ready_controller(run_controller, namespace)
     kubectl.apply(
         namespace,
         workflow(
@@ -143,7 +147,7 @@ def test_a_webhook_run_uses_cel_and_the_http_step_sends_its_execution_id(
 def test_activation_is_refused_with_the_field_and_the_fix(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
-    ready_controller(run_controller)
+    ready_controller(run_controller, namespace)
     kubectl.apply(
         namespace,
         workflow(
@@ -186,7 +190,7 @@ def cloud_event(event_id: str, data: dict[str, Any]) -> dict[str, Any]:
 def test_events_need_the_bearer_token_start_one_run_per_id_and_paused_workflows_ignore_them(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
-    controller = ready_controller(run_controller)
+    controller = ready_controller(run_controller, namespace)
     kubectl.run(
         "create",
         "secret",
@@ -264,7 +268,7 @@ def test_a_deferred_step_is_resumed_by_its_callback_and_only_then(
     run_controller: Callable[..., ControllerProcess],
     service: StepService,
 ) -> None:
-    ready_controller(run_controller)
+    ready_controller(run_controller, namespace)
     kubectl.apply(
         namespace,
         service.app_manifest(),
@@ -332,7 +336,7 @@ def test_retryable_errors_retry_with_one_execution_id_and_fallback_runs_on_failu
     run_controller: Callable[..., ControllerProcess],
     service: StepService,
 ) -> None:
-    ready_controller(run_controller)
+    ready_controller(run_controller, namespace)
     fast = {"maxAttempts": 3, "backoff": {"initialSeconds": 0.2, "factor": 2}}
     spec: dict[str, Any] = {
         "trigger": {"webhook": {}},
@@ -411,7 +415,7 @@ def test_a_trigger_block_activates_once_per_version_and_its_old_url_stops_after_
     run_controller: Callable[..., ControllerProcess],
     service: StepService,
 ) -> None:
-    ready_controller(run_controller)
+    ready_controller(run_controller, namespace)
     spec = {
         "trigger": {"block": {"app": "svc", "type": "ticket", "config": {"queue": "support"}}},
         "steps": [{"name": "a", "uses": {"type": "sleep"}, "with": {"seconds": 0}}],
@@ -500,7 +504,7 @@ def test_a_trigger_block_activates_once_per_version_and_its_old_url_stops_after_
 def test_hooks_need_the_hook_key_check_their_schema_and_approvals_record_who(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
-    controller = ready_controller(run_controller)
+    controller = ready_controller(run_controller, namespace)
     kubectl.apply(
         namespace,
         workflow(
@@ -561,7 +565,7 @@ def test_hooks_need_the_hook_key_check_their_schema_and_approvals_record_who(
 def test_runs_queue_behind_concurrency_and_a_stopped_run_is_cancelled(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
-    ready_controller(run_controller)
+    ready_controller(run_controller, namespace)
     kubectl.apply(
         namespace,
         workflow(
@@ -588,3 +592,108 @@ def test_runs_queue_behind_concurrency_and_a_stopped_run_is_cancelled(
     cancelled = wait_run(kubectl, namespace, first, "cancelled")
     assert step(cancelled, "nap")["state"] == "cancelled"
     wait_run(kubectl, namespace, second, "waiting")  # its turn came: it sleeps now
+
+
+# -- Blockflow's own events, timeouts, exact counters, metrics ------------------------------
+
+
+def test_blockflows_own_events_start_workflows_and_a_step_timeout_fails_the_run(
+    kubectl: Kubectl,
+    namespace: str,
+    run_controller: Callable[..., ControllerProcess],
+    service: StepService,
+) -> None:
+    """Block.ready starts one workflow; its run's step times out (a deferred step nobody
+    calls back), the run fails, and WorkflowRun.failed starts another workflow."""
+    controller = ready_controller(run_controller, namespace)
+    kubectl.apply(
+        namespace,
+        service.app_manifest(),
+        workflow(
+            "on-ready",
+            {
+                "trigger": {"event": "Block.ready"},
+                "steps": [
+                    {
+                        "name": "slow",
+                        "uses": {"app": "svc", "type": "charge"},
+                        "with": {"mode": "defer", "block": "${{ event.data.name }}"},
+                        "timeoutSeconds": 1,
+                    }
+                ],
+            },
+        ),
+        workflow(
+            "on-failure",
+            {
+                "trigger": {"event": "WorkflowRun.failed"},
+                "steps": [{"name": "note", "uses": {"type": "sleep"}, "with": {"seconds": 0}}],
+            },
+        ),
+    )
+    wait_phase(kubectl, namespace, "on-ready", "Activated")
+    wait_phase(kubectl, namespace, "on-failure", "Activated")
+    kubectl.apply(
+        namespace,
+        {
+            "apiVersion": "blockflow.dev/v1alpha1",
+            "kind": "App",
+            "metadata": {"name": "demo"},
+            "spec": {"handler": {"python": "demo"}},
+        },
+        {
+            "apiVersion": "blockflow.dev/v1alpha1",
+            "kind": "Block",
+            "metadata": {"name": "assets"},
+            "spec": {"app": "demo", "type": "bucket", "config": {"name": "assets"}},
+        },
+    )
+    name = only_run(kubectl, namespace, "on-ready")
+    failed = wait_run(kubectl, namespace, name, "failed")
+    assert failed["spec"]["input"]["type"] == "Block.ready"
+    assert failed["spec"]["input"]["data"]["name"] == "assets"
+    assert step(failed, "slow")["error"]["message"] == "step slow timed out after 1s"
+    assert service.received("execute")[0]["with"]["block"] == "assets"
+    follow_up = only_run(kubectl, namespace, "on-failure")
+    done = wait_run(kubectl, namespace, follow_up, "completed")
+    assert done["spec"]["input"]["data"]["run"] == name
+    assert done["spec"]["input"]["data"]["error"]["step"] == "slow"
+
+    metrics = http("GET", base(controller) + "/metrics")[1]
+    assert 'blockflow_runs_started_total{trigger="event"} 2.0' in metrics
+    assert "blockflow_handler_call_seconds_count" in metrics
+    assert 'blockflow_reconciles_total{kind="Block",result="ok"}' in metrics
+
+
+def test_counters_stay_exact_under_concurrent_runs(
+    kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
+) -> None:
+    ready_controller(run_controller, namespace)
+    kubectl.apply(
+        namespace,
+        workflow(
+            "busy",
+            {
+                "trigger": {"webhook": {}},
+                "successfulRunsLimit": 100,
+                "steps": [
+                    {"name": "a", "uses": {"type": "sleep"}, "with": {"seconds": 0}},
+                    {"name": "b", "uses": {"type": "sleep"}, "with": {"seconds": 0}},
+                ],
+            },
+        ),
+    )
+    wait_phase(kubectl, namespace, "busy", "Activated")
+    url = trigger_url(kubectl, namespace, "busy")
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: http("POST", url, {}), range(24)))
+    assert all(status == 202 for status, _ in replies)
+
+    def settled() -> dict[str, Any] | None:
+        status = get_workflow(kubectl, namespace, "busy")["status"]
+        return status if status.get("successCount") == 24 else None
+
+    status = eventually(settled, timeout=60, what="24 successes")
+    assert status["runCount"] == 24
+    assert status["phase"] == "Activated"  # no run active any more
+    assert len(runs(kubectl, namespace, "busy")) == 24

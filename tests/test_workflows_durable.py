@@ -38,9 +38,10 @@ def service() -> Iterator[StepService]:
 
 
 def started(
-    run_controller: Callable[..., ControllerProcess], port: int | None = None
+    run_controller: Callable[..., ControllerProcess], namespace: str, port: int | None = None
 ) -> ControllerProcess:
-    controller = run_controller(port=port)
+    """The controller, watching only the test's namespace, once it serves."""
+    controller = run_controller("--namespace", namespace, port=port)
 
     def ready() -> bool:
         try:
@@ -88,7 +89,7 @@ def start_durable_run(
     service: StepService,
     port: int,
 ) -> tuple[ControllerProcess, str]:
-    controller = started(run_controller, port)
+    controller = started(run_controller, namespace, port)
     kubectl.apply(namespace, service.app_manifest(), durable_workflow(service))
     wait_phase(kubectl, namespace, "durable", "Activated")
     url = secret_value(kubectl, namespace, "durable-workflow-signals", "triggerCallbackUrl")
@@ -145,7 +146,9 @@ def test_a_crash_after_every_write_of_a_run_loses_nothing(
     controller.stop()
     crashes = 0
     while not finished_and_counted(kubectl, namespace, name):
-        controller = run_controller(port=port, env={"BLOCKFLOW_CRASH_AFTER_RUN_WRITES": "1"})
+        controller = run_controller(
+            "--namespace", namespace, port=port, env={"BLOCKFLOW_CRASH_AFTER_RUN_WRITES": "1"}
+        )
         deadline = time.monotonic() + 60
         while controller.proc.poll() is None:
             pay_callback_if_waiting(kubectl, namespace, name, service)
@@ -187,7 +190,7 @@ def test_kill_9_during_each_http_call_repeats_the_call_with_the_same_key_only(
         if fresh:  # a request of a step not yet interrupted is in flight: kill now
             kill(controller)
             killed_during.update(fresh)
-            controller = started(run_controller, port)
+            controller = started(run_controller, namespace, port)
         time.sleep(0.02)
     assert len(killed_during) == 3
     assert_exactly_once(kubectl, namespace, name, service)
@@ -201,7 +204,7 @@ def test_a_schedule_catches_up_missed_slots_once_and_within_its_bound(
     namespace: str,
     run_controller: Callable[..., ControllerProcess],
 ) -> None:
-    controller = started(run_controller)
+    controller = started(run_controller, namespace)
     kubectl.apply(
         namespace,
         workflow(
@@ -224,7 +227,7 @@ def test_a_schedule_catches_up_missed_slots_once_and_within_its_bound(
     path = f"/apis/blockflow.dev/v1alpha1/namespaces/{namespace}/workflows/nightly"
     patch_status(cluster, path, {"lastScheduleTime": down_since.isoformat()})
 
-    controller = started(run_controller)
+    controller = started(run_controller, namespace)
 
     def caught_up() -> list[dict[str, Any]] | None:
         new = [
@@ -243,7 +246,7 @@ def test_a_schedule_catches_up_missed_slots_once_and_within_its_bound(
 
     # A restart does not start the same slots again.
     controller.stop()
-    started(run_controller)
+    started(run_controller, namespace)
     names = {r["metadata"]["name"] for r in runs(kubectl, namespace, "nightly")}
     scheduled = [
         datetime.fromisoformat(r["spec"]["input"]["scheduledTime"])
@@ -258,7 +261,7 @@ def test_a_run_created_by_hand_runs_a_job_step_until_the_job_reports_success(
     namespace: str,
     run_controller: Callable[..., ControllerProcess],
 ) -> None:
-    started(run_controller)
+    started(run_controller, namespace)
     template = {
         "spec": {
             "template": {
@@ -317,7 +320,7 @@ def test_a_run_created_by_hand_runs_a_job_step_until_the_job_reports_success(
 def test_history_limits_delete_the_oldest_finished_runs_and_inactive_workflows_refuse_runs(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
-    started(run_controller)
+    started(run_controller, namespace)
     kubectl.apply(
         namespace,
         workflow(

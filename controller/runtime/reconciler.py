@@ -35,7 +35,7 @@ from controller.handlers.protocol import (
 )
 from controller.handlers.python_transport import PythonTransport, load_handler
 from controller.handlers.sdk import EntityKey
-from controller.handlers.transport import HandlerError, Transport
+from controller.handlers.transport import HandlerError, Transport, timed_call
 from controller.kube_rest import KubeApiError
 from controller.lifecycle import engine
 from controller.lifecycle.engine import Action, Decision, Observed
@@ -53,6 +53,7 @@ from controller.logs import get_logger
 from controller.runtime.kubeapi import FINALIZER, KubeApi
 from controller.runtime.queue import WorkQueue
 from controller.runtime.store import Body, Key, Store
+from controller.server import metrics
 from controller.workflows.activator import AppHandle
 from controller.workflows.naming import WORKFLOW_SIGNALS
 
@@ -218,7 +219,9 @@ class LifecycleRuntime:
         self.reconciles += 1
         try:
             await self._reconcile(key, body)
+            metrics.RECONCILES.labels(key.kind, "ok").inc()
         except KubeApiError as exc:
+            metrics.RECONCILES.labels(key.kind, "api-error").inc()
             code = exc.code
             if code == 404:
                 return
@@ -511,7 +514,7 @@ class LifecycleRuntime:
         request = await self._request(SyncRequest, key, body, ctx)
         assert ctx.transport is not None
         try:
-            reply = await ctx.transport.call(request)
+            reply = await timed_call(ctx.transport, request)
         except HandlerError as exc:
             return engine.after_sync(obs, exc, now, self.rng)
         return engine.after_sync(
@@ -547,7 +550,7 @@ class LifecycleRuntime:
             ctx.config = ctx.app_config
         request = await self._request(DrainRequest, key, body, ctx)
         try:
-            reply = await ctx.transport.call(request)
+            reply = await timed_call(ctx.transport, request)
         except HandlerError as exc:
             return engine.after_drain(obs, exc, now, self.rng)
         return engine.after_drain(obs, reply, now, self.rng)

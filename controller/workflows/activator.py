@@ -34,7 +34,7 @@ from controller.handlers.protocol import (
     HandlerRequest,
     SyncReply,
 )
-from controller.handlers.transport import HandlerError, Transport
+from controller.handlers.transport import HandlerError, Transport, timed_call
 from controller.server.tokens import derived_token, token_hash
 from controller.workflows.activation import activation_errors, state_change_error
 from controller.workflows.naming import HOOK_KEY_SIGNAL, TRIGGER_URL_SIGNAL
@@ -217,7 +217,7 @@ class WorkflowActivator:
                 app=app.input,
                 metadata=CallMetadata(unique_activation_id=new_id, trigger_callback_url=url),
             )
-            reply = await app.transport.call(request)
+            reply = await timed_call(app.transport, request)
         except (HandlerError, TemplateError) as exc:
             return _clip(f"activating trigger block {block.type} of App {block.app} failed: {exc}")
         if isinstance(reply, CompleteReply):
@@ -261,7 +261,7 @@ class WorkflowActivator:
                     ),
                 ),
             )
-            reply = await app.transport.call(request)
+            reply = await timed_call(app.transport, request)
         except (HandlerError, TemplateError) as exc:
             return _clip(f"deactivating version {version} failed: {exc}")
         if isinstance(reply, CompleteReply):

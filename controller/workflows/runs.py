@@ -45,7 +45,7 @@ from controller.handlers.protocol import (
     HttpRequestData,
     NoOpReply,
 )
-from controller.handlers.transport import HandlerError
+from controller.handlers.transport import HandlerError, timed_call
 from controller.kube_rest import KubeApiError
 from controller.lifecycle.conditions import conditions_for
 from controller.logs import get_logger
@@ -114,12 +114,14 @@ class Indexes:
             self.event_keys.setdefault((key.namespace, workflow), set()).add(event_key)
         entry = RunEntry(workflow, status.get("state"), event_key, tuple(callbacks), tuple(hooks))
         self.runs[key] = entry
+        metrics.RUNS.labels(entry.state or "new").inc()
         return entry
 
     def drop(self, key: Key) -> RunEntry | None:
         entry = self.runs.pop(key, None)
         if entry is None:
             return None
+        metrics.RUNS.labels(entry.state or "new").dec()
         for digest in entry.callbacks:
             self.callbacks.pop(digest, None)
         for digest in entry.hooks:
@@ -370,7 +372,7 @@ class RunRuntime:
                 with_=with_,
                 metadata=self._metadata(record),
             )
-            reply: StepReply = await app.transport.call(request)
+            reply: StepReply = await timed_call(app.transport, request)
             return reply
         except HandlerError as exc:
             return ErrorReply(
@@ -502,11 +504,7 @@ class RunRuntime:
         if self.crash_after_writes is not None and self.writes >= self.crash_after_writes:
             os.kill(os.getpid(), signal.SIGKILL)  # fault injection: die as kill -9 would
         self._own_writes[key] = updated["metadata"]["resourceVersion"]
-        before = (body.get("status") or {}).get("state")
         self.index.put(key, updated)
-        after = (updated.get("status") or {}).get("state")
-        if before != after:
-            _count_state(before, after)
         return updated
 
     # -- after the end -------------------------------------------------------------------
@@ -687,14 +685,15 @@ class RunRuntime:
         try:
             with_ = render(step.with_, self.context(body, status), f"step {step.name}: with")
             app = await self.apps.app_handle(key.namespace, step.uses.app)
-            reply = await app.transport.call(
+            reply = await timed_call(
+                app.transport,
                 FinishRequest(
                     entity=self._entity(body, status, step, with_),
                     app=app.input,
                     with_=with_ if isinstance(with_, dict) else {},
                     request=request,
                     metadata=self._metadata(record),
-                )
+                ),
             )
         except (HandlerError, TemplateError) as exc:
             return 502, {"error": f"the step's handler could not finish it: {exc}"}
@@ -818,13 +817,6 @@ def _step(spec: WorkflowSpec, name: str) -> Step:
 
 def _record(status: WorkflowRunStatus, name: str) -> StepRecord:
     return next(r for r in status.steps if r.name == name)
-
-
-def _count_state(before: str | None, after: str | None) -> None:
-    if before:
-        metrics.RUNS.labels(before).dec()
-    if after:
-        metrics.RUNS.labels(after).inc()
 
 
 __all__ = ["FINAL_STATES", "WORKFLOW_LABEL", "Indexes", "RunEntry", "RunRuntime"]

@@ -34,7 +34,7 @@ from controller.handlers.protocol import (
     NoOpReply,
     TriggerRequest,
 )
-from controller.handlers.transport import HandlerError, Transport
+from controller.handlers.transport import HandlerError, Transport, timed_call
 from controller.kube_rest import KubeApiError, RestClient
 from controller.logs import get_logger
 from controller.runtime.kubeapi import KubeApi
@@ -481,7 +481,8 @@ class WorkflowRuntime:
         meta = workflow["metadata"]
         try:
             app = await self.lifecycle.app_handle(meta["namespace"], block.app)
-            reply = await app.transport.call(
+            reply = await timed_call(
+                app.transport,
                 TriggerRequest(
                     entity=EntityInput(
                         kind="Workflow",
@@ -501,7 +502,7 @@ class WorkflowRuntime:
                             self.tokens.trigger(str(activation.get("uniqueActivationId"))),
                         ),
                     ),
-                )
+                ),
             )
         except HandlerError as exc:
             return problem(502, f"the trigger block's handler failed: {exc.message}")
