@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from itertools import pairwise
@@ -19,8 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.handlers.http_transport import SIGNATURE_HEADER, sign
 from controller.runtime.reconciler import INFO_TTL
-from tests.conftest import EXAMPLES_DIR, ControllerProcess, Kubectl, blockflow
+from tests.conftest import EXAMPLES_DIR, ControllerProcess, Kubectl, blockflow, eventually
 from tests.http_fixtures import HandlerServer, Watch, example, free_port
 
 StartController = Callable[..., ControllerProcess]
@@ -603,3 +606,42 @@ def test_deleting_a_block_drains_it_unless_its_policy_is_orphan(
     assert handler.received("drain", kind="Block", name="kept") == []
     names = kubectl.run("get", "blocks", "-n", namespace, "-o", "name").stdout.split()
     assert names == []
+
+
+def test_an_http_handler_asks_for_a_sync_over_the_controllers_entity_endpoint(
+    kubectl: Kubectl,
+    namespace: str,
+    run_controller: StartController,
+    handler: HandlerServer,
+    key: str,
+) -> None:
+    """The HTTP form of lifecycle.sync(): a signed POST to /entities/<ns>/<kind>/<name>/sync."""
+    install(kubectl, namespace, key, http_app(handler.url), block("assets"))
+    controller = run_controller("--namespace", namespace)
+    kubectl_wait_ready(kubectl, namespace, "app/storage", "block/assets")
+    syncs = len(handler.received("sync", kind="Block", name="assets"))
+    url = f"http://127.0.0.1:{controller.port}/entities/{namespace}/blocks/assets/sync"
+    body = b'{"reason": "the bucket changed outside"}'
+
+    def post(signature: str | None) -> int:
+        headers = {"Content-Type": "application/json"}
+        if signature is not None:
+            headers[SIGNATURE_HEADER] = signature
+        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    def answered() -> int | None:
+        try:
+            return post(None)
+        except urllib.error.URLError:
+            return None  # the server is not listening yet
+
+    assert eventually(answered, what="the HTTP server") == 401
+    assert post(sign(body, b"not the key")) == 401
+    assert len(handler.received("sync", kind="Block", name="assets")) == syncs
+    assert post(sign(body, key.encode())) == 202
+    handler.wait_for(syncs + 1, "sync", name="assets")

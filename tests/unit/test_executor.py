@@ -193,3 +193,30 @@ def test_the_run_is_waiting_while_a_step_waits_and_running_again_when_it_resumes
     assert status.state is RunState.RUNNING
     status = ex.wait_until(status, "b", later + timedelta(seconds=1))
     assert status.state is RunState.WAITING
+
+
+def test_a_200_step_run_keeps_its_status_under_256_kib() -> None:
+    """etcd objects are limited to ~1.5 MiB; a long run must stay far below it."""
+    workflow = spec(
+        steps=[
+            {
+                "name": f"step_{i}",
+                "uses": {"type": "http"},
+                "with": {
+                    "method": "POST",
+                    "url": "https://api.example.com/items",
+                    "body": {"i": i},
+                },
+            }
+            for i in range(200)
+        ]
+    )
+    status = WorkflowRunStatus(workflow_spec=workflow.model_dump(by_alias=True, mode="json"))
+    for i in range(200):
+        status = call(
+            workflow, status, ok({"status": 201, "body": {"id": f"item-{i}", "ok": True}})
+        )
+    status = ex.finish(status, RunState.COMPLETED, NOW)
+    size = len(status.model_dump_json(by_alias=True, exclude_none=True))
+    assert status.state is RunState.COMPLETED and len(status.steps) == 200
+    assert size < 256 * 1024, size
