@@ -7,6 +7,8 @@ real server.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import urllib.error
 from collections.abc import Callable, Iterator
@@ -697,3 +699,133 @@ def test_counters_stay_exact_under_concurrent_runs(
     assert status["runCount"] == 24
     assert status["phase"] == "Activated"  # no run active any more
     assert len(runs(kubectl, namespace, "busy")) == 24
+
+
+def test_a_signed_webhook_checks_its_hmac_and_answers_with_its_static_response(
+    kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
+) -> None:
+    ready_controller(run_controller, namespace)
+    kubectl.run(
+        "create", "secret", "generic", "github", "-n", namespace, "--from-literal=secret=hush"
+    )
+    kubectl.apply(
+        namespace,
+        workflow(
+            "push",
+            {
+                "trigger": {
+                    "webhook": {
+                        "signature": {"secretRef": {"name": "github", "key": "secret"}},
+                        "response": {"status": 200, "body": {"thanks": True}},
+                    }
+                },
+                "steps": [{"name": "a", "uses": {"type": "sleep"}, "with": {"seconds": 0}}],
+            },
+        ),
+    )
+    wait_phase(kubectl, namespace, "push", "Activated")
+    url = trigger_url(kubectl, namespace, "push")
+    body = json.dumps({"after": "abc123"}).encode()
+    good = "sha256=" + hmac.new(b"hush", body, hashlib.sha256).hexdigest()
+    status, reply = http("POST", url, raw=body)
+    assert status == 401 and "X-Hub-Signature-256" in reply["error"]
+    status, reply = http("POST", url, raw=body, headers={"X-Hub-Signature-256": "sha256=00"})
+    assert status == 401 and "does not match" in reply["error"]
+    assert runs(kubectl, namespace, "push") == []
+    headers = {"X-Hub-Signature-256": good, "X-GitHub-Event": "push"}
+    assert http("POST", url, raw=body, headers=headers) == (200, {"thanks": True})
+    # A form-encoded PUT with a query string is a run's event too.
+    form = b"a=1&b=two"
+    signed = {
+        "X-Hub-Signature-256": "sha256=" + hmac.new(b"hush", form, hashlib.sha256).hexdigest()
+    }
+    http(
+        "PUT",
+        url + "?source=ci",
+        raw=form,
+        headers={**signed, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    found = eventually(
+        lambda: len(runs(kubectl, namespace, "push")) == 2 and runs(kubectl, namespace, "push")
+    )
+    first, second = (r["spec"]["input"] for r in found)
+    assert first["method"] == "POST" and first["body"] == {"after": "abc123"}
+    assert first["headers"]["x-github-event"] == "push"
+    assert (second["method"], second["query"], second["body"]) == (
+        "PUT",
+        {"source": "ci"},
+        {"a": "1", "b": "two"},
+    )
+
+
+def test_a_high_failure_rate_is_an_event_and_archived_is_final(
+    kubectl: Kubectl,
+    namespace: str,
+    run_controller: Callable[..., ControllerProcess],
+    service: StepService,
+) -> None:
+    ready_controller(run_controller, namespace)
+    kubectl.apply(
+        namespace,
+        service.app_manifest(),
+        workflow(
+            "fragile",
+            {
+                "trigger": {"webhook": {}},
+                "steps": [
+                    {
+                        "name": "pay",
+                        "uses": {"app": "svc", "type": "charge"},
+                        "with": {"mode": "${{ event.body.mode }}"},
+                    },
+                ],
+            },
+        ),
+        workflow(
+            "pager",
+            {
+                "trigger": {"event": "Workflow.highFailureRate"},
+                "steps": [{"name": "page", "uses": {"type": "sleep"}, "with": {"seconds": 0}}],
+            },
+        ),
+    )
+    wait_phase(kubectl, namespace, "fragile", "Activated")
+    wait_phase(kubectl, namespace, "pager", "Activated")
+    url = trigger_url(kubectl, namespace, "fragile")
+    for mode in ["outcome"] * 8 + ["error"] * 2:  # 20 % of 10 runs fail
+        name = http("POST", url, {"mode": mode})[1]["run"]
+        wait_run(kubectl, namespace, name, "completed" if mode == "outcome" else "failed")
+    paged = only_run(kubectl, namespace, "pager")
+    alert = wait_run(kubectl, namespace, paged, "completed")["spec"]["input"]
+    assert alert["data"] == {"workflow": "fragile", "runs": 10, "failureRate": 0.2}
+
+    kubectl.run(
+        "patch",
+        "workflow",
+        "fragile",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"state":"Archived"}}',
+    )
+    wait_phase(kubectl, namespace, "fragile", "Archived")
+    assert http("POST", url, {"mode": "outcome"})[1]["ignored"] is True
+    kubectl.run(
+        "patch",
+        "workflow",
+        "fragile",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"state":"Active"}}',
+    )
+
+    def refused() -> dict[str, Any] | None:
+        status = get_workflow(kubectl, namespace, "fragile")["status"]
+        return status if status["lifecycle"]["status"] == "failed" else None
+
+    status = eventually(refused, what="leaving Archived refused")
+    assert "Archived is final" in status["lifecycle"]["description"]
+    assert status["phase"] == "Archived"
