@@ -330,7 +330,7 @@ async def test_openapi_describes_every_route(server: Server) -> None:
             names = [p["name"] for p in op.get("parameters", [])]
             assert names == [seg[1:-1] for seg in path.split("/") if seg.startswith("{")]
     callback = doc["paths"]["/callbacks/{token}"]["post"]
-    assert {"202", "400", "404", "410", "413", "429"} <= set(callback["responses"])
+    assert {"200", "202", "404", "410", "413", "429"} <= set(callback["responses"])
     assert "requestBody" in callback and callback["requestBody"]["description"]
     assert "Retry-After" in callback["responses"]["429"]["headers"]
     assert "401" in doc["paths"]["/hooks/{token}"]["post"]["responses"]

@@ -372,11 +372,20 @@ def _trigger_route(method: str, operation_id: str) -> Route:
         request_body="The webhook payload (any media type; JSON is parsed for `event`).",
         request_media_types=("application/json", "*/*"),
         responses=(
-            (200, "Handled; the body says what happened."),
-            (202, "Accepted: a run was started (or the request was ignored by the trigger)."),
-            (400, "The payload is malformed or fails the trigger's schema; nothing changed."),
-            (404, "No workflow has this trigger token."),
-            (410, "The workflow is no longer active; nothing changed."),
+            (
+                200,
+                "The trigger block ignored the request (`{ignored: true}`), or a webhook's "
+                "static response said 200.",
+            ),
+            (
+                202,
+                "Accepted: the run exists (`{run}`), or the workflow is not active and the "
+                "request was counted as ignored (`{ignored: true, reason}`).",
+            ),
+            (400, "A JSON body that is not valid JSON; nothing changed."),
+            (401, "A signed webhook's signature header is missing or does not match."),
+            (404, "No workflow has this trigger token (or its version was deactivated)."),
+            (502, "The trigger block's handler failed; nothing changed, the sender may retry."),
             *_LIMITS,
         ),
         rate_key=("token",),
@@ -385,10 +394,9 @@ def _trigger_route(method: str, operation_id: str) -> Route:
 
 
 _EVENTS_RESPONSES: tuple[tuple[int, str], ...] = (
-    (202, "Accepted: runs were started, or the event was a duplicate or matched no workflow."),
+    (202, "Accepted: `{runs: n}` runs exist now (0 for a duplicate, or no active workflow)."),
     (400, "Not a valid CloudEvent (the message names what is wrong); nothing changed."),
-    (401, "Missing or wrong bearer token."),
-    (404, "No such namespace accepts events."),
+    (401, "Missing bearer token, or not the `token` of Secret `blockflow-events` there."),
     (415, "Not a CloudEvents content type."),
     *_LIMITS,
 )
@@ -408,11 +416,12 @@ ROUTES: tuple[Route, ...] = (
         request_body="The callback payload, passed to the step's `finish` operation.",
         request_media_types=("application/json", "*/*"),
         responses=(
-            (200, "Handled; the body says what happened."),
-            (202, "Accepted: the step will be finished."),
-            (400, "The payload is malformed; nothing changed."),
-            (404, "No waiting step has this token."),
+            (200, "The handler's `finish` ended the step (`{run, step, state}`)."),
+            (202, "The handler's `finish` answered no-op: the step keeps waiting."),
+            (404, "No step has this token."),
+            (409, "The run changed while the callback was handled; retry."),
             (410, "The step (or its run) is already finished; nothing changed."),
+            (502, "The step's handler failed; nothing changed, the sender may retry."),
             *_LIMITS,
         ),
         rate_key=("token",),
@@ -434,8 +443,7 @@ ROUTES: tuple[Route, ...] = (
         parameters=(("token", "The hook token of the waiting step(s)."),),
         request_body="The hook payload (JSON), checked against the step's schema if it has one.",
         responses=(
-            (200, "Handled; the body says what happened."),
-            (202, "Accepted: the waiting steps will resume."),
+            (200, "Delivered: `{runs: {<run>: <step state>}}`."),
             (400, "The payload is malformed or fails the step's schema; nothing changed."),
             (401, "Missing or wrong `Authorization: Bearer <hookKey>`."),
             (404, "No step waits on this token."),
@@ -497,9 +505,9 @@ ROUTES: tuple[Route, ...] = (
         request_body="Optional details of why a sync is wanted (JSON).",
         responses=(
             (202, "Accepted: a sync is scheduled."),
-            (400, "The request is malformed; nothing changed."),
-            (401, "The caller is not the entity's handler."),
-            (404, "No such entity."),
+            (401, "`X-Blockflow-Signature` is not the HMAC of the body with the App's key."),
+            (403, "The entity's App has no HTTP handler secret to verify the signature with."),
+            (404, "No such entity (kind apps or blocks)."),
             *_LIMITS,
         ),
         bearer=True,
