@@ -829,3 +829,36 @@ def test_a_high_failure_rate_is_an_event_and_archived_is_final(
     status = eventually(refused, what="leaving Archived refused")
     assert "Archived is final" in status["lifecycle"]["description"]
     assert status["phase"] == "Archived"
+
+
+@pytest.mark.parametrize("policy", ["Skip", "Replace"])
+def test_concurrency_skip_terminates_the_newcomer_and_replace_cancels_the_oldest(
+    policy: str,
+    kubectl: Kubectl,
+    namespace: str,
+    run_controller: Callable[..., ControllerProcess],
+) -> None:
+    ready_controller(run_controller, namespace)
+    kubectl.apply(
+        namespace,
+        workflow(
+            "single",
+            {
+                "trigger": {"webhook": {}},
+                "concurrency": {"max": 1, "policy": policy},
+                "steps": [{"name": "nap", "uses": {"type": "sleep"}, "with": {"seconds": 3600}}],
+            },
+        ),
+    )
+    wait_phase(kubectl, namespace, "single", "Activated")
+    url = trigger_url(kubectl, namespace, "single")
+    first = http("POST", url, {})[1]["run"]
+    wait_run(kubectl, namespace, first, "waiting")
+    second = http("POST", url, {})[1]["run"]
+    if policy == "Skip":
+        skipped = wait_run(kubectl, namespace, second, "terminated")
+        assert "skipped: 1 runs of single are active" in skipped["status"]["error"]["message"]
+        assert get_run(kubectl, namespace, first)["status"]["state"] == "waiting"
+    else:
+        wait_run(kubectl, namespace, first, "cancelled")
+        wait_run(kubectl, namespace, second, "waiting")

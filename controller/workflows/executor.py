@@ -301,7 +301,8 @@ def finish(
 ) -> WorkflowRunStatus:
     """End the run (completed, failed on a run timeout, …); unfinished steps are cancelled."""
     ended = cancel(status, now) if state is not RunState.COMPLETED else status
-    return _finish(ended, state, now, error or status.error if state is RunState.FAILED else None)
+    reason = (error or status.error) if state is not RunState.COMPLETED else None
+    return _finish(ended, state, now, reason)
 
 
 def _fail_step(
