@@ -22,7 +22,7 @@ re-read and re-planned.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import hashlib
 import os
 import random
 import signal
@@ -68,8 +68,18 @@ ACTIVE_STATES = (RunState.RUNNING, RunState.WAITING, RunState.PAUSED)
 FINAL_STATES = (RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED, RunState.TERMINATED)
 #: Handler failures that another attempt will not fix.
 PERMANENT_REASONS = ("InvalidReply", "UnknownHandler", "AppNotFound", "SecretNotFound")
-COUNTED_WINDOW = 64
+COUNTED_WINDOW = 256
 MAX_LOOP = 10_000
+
+
+@dataclass(slots=True)
+class _Count:
+    """A run's start or end waiting to be added to its Workflow's counters."""
+
+    digest: str
+    what: str
+    state: RunState | None
+    done: asyncio.Future[None]
 
 
 class Conflict(Exception):
@@ -180,6 +190,9 @@ class RunRuntime:
         self.queue: WorkQueue[Key] = WorkQueue(self.process, workers=workers)
         self._locks: dict[Key, asyncio.Lock] = {}
         self._own_writes: dict[Key, str] = {}
+        self._counts: dict[Key, list[_Count]] = {}
+        self._flushing: set[Key] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- intake --------------------------------------------------------------------------
 
@@ -248,7 +261,7 @@ class RunRuntime:
     async def _process(self, key: Key) -> None:
         body = await self.api.get("WorkflowRun", key.namespace, key.name)
         for _ in range(MAX_LOOP):
-            if body is None:
+            if body is None or body.get("_gone"):
                 self.index.drop(key)
                 return
             try:
@@ -260,81 +273,86 @@ class RunRuntime:
                 return
 
     async def _advance(self, key: Key, body: Body) -> tuple[Body, bool]:
-        """One transition of the run; (new body, whether there is more to do now)."""
+        """Carry the run as far as it goes now. Transitions happen in memory; the status is
+        written once before each step call (so the call is durable before it is made), and
+        once when the run waits or ends. Returns (body, whether to re-read and go on)."""
         status = WorkflowRunStatus.model_validate(body.get("status") or {})
         now = self.now()
         if status.state in FINAL_STATES:
-            await self._after_finish(key, body, status)
+            if "finished" not in status.accounted:
+                body = await self._end(key, body, status)
             return body, False
         if (body.get("spec") or {}).get("cancel"):
-            body = await self._write(body, executor.cancel(status, now))
-            return body, True
+            return await self._end(key, body, executor.cancel(status, now)), False
+        snapshot = False
         if status.state in (None, RunState.QUEUED):
-            return await self._admit(key, body, status, now)
+            admitted = await self._admit(key, body, status, now)
+            if admitted is None:
+                return body, False
+            if admitted.state in FINAL_STATES:
+                return await self._end(key, body, admitted), False
+            if admitted.state is RunState.QUEUED:
+                return await self._write(body, admitted), False
+            status, snapshot = admitted, True
         try:
             spec = WorkflowSpec.model_validate(status.workflow_spec or {})
         except ValidationError as exc:
-            failed = executor.finish(
-                status, RunState.FAILED, now, RunError(message=f"invalid workflow snapshot: {exc}")
-            )
-            return await self._write(body, failed), True
+            error = RunError(message=f"invalid workflow snapshot: {exc.errors()[0]['msg']}")
+            return await self._end(
+                key, body, executor.finish(status, RunState.FAILED, now, error)
+            ), False
+        dirty = snapshot
         if "started" not in status.accounted:
-            await self._account(body, "started")
+            await self._account(body, status, "started")
             status = status.model_copy(update={"accounted": [*status.accounted, "started"]})
-        action = executor.next_action(spec, status, now)
-        if action.kind is Kind.FINISH:
-            assert action.state is not None
-            ended = executor.finish(status, action.state, now, action.error)
-            return await self._write(body, ended), True
-        if action.kind is Kind.WAIT:
-            if status.accounted != (body.get("status") or {}).get("accounted"):
-                body = await self._write(body, status)
-            if action.at is not None:
-                self.queue.add_after(key, max(0.0, (action.at - now).total_seconds()))
-            return body, False
-        if action.kind is Kind.NONE:
-            return body, False
-        assert action.step is not None
-        return await self._call(key, body, spec, status, action.step, now)
-
-    async def _call(
-        self,
-        key: Key,
-        body: Body,
-        spec: WorkflowSpec,
-        status: WorkflowRunStatus,
-        name: str,
-        now: datetime,
-    ) -> tuple[Body, bool]:
-        if executor.timed_out(spec, status, name, now):
-            return await self._write(body, executor.record_timeout(spec, status, name, now)), True
-        step = _step(spec, name)
-        uid = body["metadata"]["uid"]
-        extra: dict[str, Any] = {}
-        if step.uses.app is not None:
-            extra["callback_token_hash"] = token_hash(
-                self.tokens.callback(executor.execution_id(uid, name))
-            )
-        begun = executor.begin_attempt(status, name, uid, now, **extra)
-        if begun != status:  # a call re-issued after a crash is already recorded as running
-            body = await self._write(body, begun)  # durable before the call: crash-safe
-        record = _record(begun, name)
-        started = self.now()
-        reply = await self._execute(body, spec, begun, step, record)
-        metrics.STEP_SECONDS.labels(step.uses.type if step.uses.app is None else "block").observe(
-            (self.now() - started).total_seconds()
-        )
-        later = self.now()
-        if isinstance(reply, Wait):
-            waited = executor.wait_until(
-                begun, name, reply.at, hook_token_hash=reply.hook_token_hash, received=[]
-            )
-            body = await self._write(body, waited)
-            if reply.at is not None:
-                self.queue.add_after(key, max(0.0, (reply.at - later).total_seconds()))
-            return body, False
-        recorded = executor.record_reply(spec, begun, name, reply, later, self.rng)
-        return await self._write(body, recorded), True
+            dirty = True
+        for _ in range(MAX_LOOP):
+            now = self.now()
+            if status.state in FINAL_STATES:  # a reply ended it (exit, error with Stop, …)
+                return await self._end(key, body, status, snapshot=snapshot), False
+            action = executor.next_action(spec, status, now)
+            if action.kind is Kind.FINISH:
+                assert action.state is not None
+                ended = executor.finish(status, action.state, now, action.error)
+                return await self._end(key, body, ended, snapshot=snapshot), False
+            if action.kind is Kind.NONE:
+                return body, False
+            if action.kind is Kind.WAIT:
+                if dirty:
+                    body = await self._write(body, status, snapshot=snapshot)
+                if action.at is not None:
+                    self.queue.add_after(key, max(0.0, (action.at - now).total_seconds()))
+                return body, False
+            assert action.step is not None
+            name = action.step
+            if executor.timed_out(spec, status, name, now):
+                status, dirty = executor.record_timeout(spec, status, name, now), True
+                continue
+            step = _step(spec, name)
+            uid = body["metadata"]["uid"]
+            extra: dict[str, Any] = {}
+            if step.uses.app is not None:
+                extra["callback_token_hash"] = token_hash(
+                    self.tokens.callback(executor.execution_id(uid, name))
+                )
+            begun = executor.begin_attempt(status, name, uid, now, **extra)
+            if dirty or begun != status:
+                # Durable before the call: a crash from here on re-issues the same call.
+                # (A call re-issued after a crash is already recorded as running.)
+                body = await self._write(body, begun, snapshot=snapshot)
+                snapshot = False
+            started = self.now()
+            reply = await self._execute(body, spec, begun, step, _record(begun, name))
+            kind = step.uses.type if step.uses.app is None else "block"
+            metrics.STEP_SECONDS.labels(kind).observe((self.now() - started).total_seconds())
+            if isinstance(reply, Wait):
+                status = executor.wait_until(
+                    begun, name, reply.at, hook_token_hash=reply.hook_token_hash, received=[]
+                )
+            else:
+                status = executor.record_reply(spec, begun, name, reply, self.now(), self.rng)
+            dirty = True
+        return body, True
 
     async def _execute(
         self,
@@ -434,14 +452,15 @@ class RunRuntime:
 
     async def _admit(
         self, key: Key, body: Body, status: WorkflowRunStatus, now: datetime
-    ) -> tuple[Body, bool]:
+    ) -> WorkflowRunStatus | None:
+        """Admission: the run's new status (running with its snapshot, queued, or ended),
+        or None when it stays queued as it is."""
         spec = body.get("spec") or {}
         name = (spec.get("workflowRef") or {}).get("name", "")
         workflow = self.workflow_body(Key("Workflow", key.namespace, name))
         refused = _refusal(workflow, name, key.namespace, spec.get("workflowVersion"))
         if refused is not None:
-            ended = executor.finish(status, RunState.FAILED, now, RunError(message=refused))
-            return await self._write(body, ended), True
+            return executor.finish(status, RunState.FAILED, now, RunError(message=refused))
         assert workflow is not None
         activation = (workflow.get("status") or {}).get("activation") or {}
         snapshot = WorkflowSpec.model_validate(activation["spec"])
@@ -450,11 +469,10 @@ class RunRuntime:
         if limit is not None and len(others) >= limit.max:
             if limit.policy is RunConcurrencyPolicy.QUEUE:
                 if status.state is RunState.QUEUED:
-                    return body, False
-                queued = status.model_copy(update={"state": RunState.QUEUED})
-                return await self._write(body, queued), False
+                    return None
+                return status.model_copy(update={"state": RunState.QUEUED})
             if limit.policy is RunConcurrencyPolicy.SKIP:
-                skipped = executor.finish(
+                return executor.finish(
                     status,
                     RunState.TERMINATED,
                     now,
@@ -463,12 +481,11 @@ class RunRuntime:
                         f"(concurrency.max {limit.max}, policy Skip)"
                     ),
                 )
-                return await self._write(body, skipped), False
             for victim in others[: len(others) - limit.max + 1]:
                 await self.api.patch_spec(
                     "WorkflowRun", victim.namespace, victim.name, {"spec": {"cancel": True}}
                 )
-        admitted = status.model_copy(
+        return status.model_copy(
             update={
                 "state": RunState.RUNNING,
                 "workflow_version": activation.get("version"),
@@ -476,7 +493,6 @@ class RunRuntime:
                 "started_at": now,
             }
         )
-        return await self._write(body, admitted, snapshot=True), True
 
     # -- writes --------------------------------------------------------------------------
 
@@ -484,9 +500,14 @@ class RunRuntime:
         self, body: Body, status: WorkflowRunStatus, *, snapshot: bool = False
     ) -> Body:
         """One resourceVersion-checked status write; indexes and plans from its result."""
-        if status.state is not None and status.state != (body.get("status") or {}).get("state"):
+        if status.state is not None:
+            # From the conditions last written (the in-memory ones may be older).
+            previous = [
+                Condition.model_validate(c)
+                for c in (body.get("status") or {}).get("conditions") or []
+            ]
             status = status.model_copy(
-                update={"conditions": run_conditions(status, body, self.now())}
+                update={"conditions": run_conditions(status, body, self.now(), previous)}
             )
         patch = status.model_dump(by_alias=True, mode="json", exclude={"workflow_spec"})
         if snapshot:
@@ -509,16 +530,16 @@ class RunRuntime:
 
     # -- after the end -------------------------------------------------------------------
 
-    async def _after_finish(self, key: Key, body: Body, status: WorkflowRunStatus) -> None:
-        """Count the end once, tell the world, make room for queued runs, keep history short."""
-        if "finished" in status.accounted:
-            return
+    async def _end(
+        self, key: Key, body: Body, status: WorkflowRunStatus, *, snapshot: bool = False
+    ) -> Body:
+        """The end of a run, in an order that survives a crash at any point: count it on the
+        Workflow (idempotent), tell the world (events deduplicated by id), then write the
+        final status with the mark that all of this is done."""
         name = ((body.get("spec") or {}).get("workflowRef") or {}).get("name", "")
-        if "started" in status.accounted or status.started_at is not None:
-            await self._account(body, "finished")
-        marked = status.model_copy(update={"accounted": [*status.accounted, "finished"]})
-        with contextlib.suppress(Conflict):
-            await self._write(body, marked)
+        if "started" in status.accounted:
+            await self._account(body, status, "finished")
+        status = status.model_copy(update={"accounted": [*status.accounted, "finished"]})
         state = status.state
         assert state is not None
         reason, kind = {
@@ -526,7 +547,6 @@ class RunRuntime:
             RunState.FAILED: ("Failed", "Warning"),
         }.get(state, (state.value.capitalize(), "Normal"))
         message = f"run {state.value}" + (f": {status.error.message}" if status.error else "")
-        self.post_event(body, kind, reason, message)
         if state in (RunState.COMPLETED, RunState.FAILED):
             await self.publish(
                 key.namespace,
@@ -541,8 +561,12 @@ class RunRuntime:
                     "error": status.error.model_dump(mode="json") if status.error else None,
                 },
             )
+        body = await self._write(body, status, snapshot=snapshot)
+        self.post_event(body, kind, reason, message)
+        await self._refresh_phase(Key("Workflow", key.namespace, name))
         self._wake_queued(key.namespace, name)
         await self._trim_history(key.namespace, name)
+        return body
 
     def _wake_queued(self, namespace: str, workflow: str) -> None:
         for key, entry in self.index.of_workflow(namespace, workflow):
@@ -566,51 +590,103 @@ class RunRuntime:
 
     # -- the Workflow's counters ---------------------------------------------------------
 
-    async def _account(self, run: Body, what: str) -> None:
-        """Add one run's start or end to its Workflow's counters exactly once.
+    async def _account(self, run: Body, status: WorkflowRunStatus, what: str) -> None:
+        """Add one run's start or end to its Workflow's counters, exactly once.
 
-        The Workflow keeps the last few counted "<run>/<what>" entries, written in the
-        same resourceVersion-checked patch as the counters: a controller that dies
-        between that patch and marking the run sees the entry and does not count twice.
+        Counts of concurrent runs are coalesced into one resourceVersion-checked patch per
+        Workflow at a time. The patch also records a short digest per counted event in
+        `status.counted` (a bounded window): a controller that dies after the patch but
+        before the run's own write finds the digest on restart and does not count again.
         """
         namespace = run["metadata"]["namespace"]
         name = ((run.get("spec") or {}).get("workflowRef") or {}).get("name", "")
         wf_key = Key("Workflow", namespace, name)
-        entry = f"{run['metadata']['name']}/{what}"
-        status = run.get("status") or {}
+        digest = hashlib.sha256(f"{run['metadata']['uid']}/{what}".encode()).hexdigest()[:16]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._counts.setdefault(wf_key, []).append(_Count(digest, what, status.state, done))
+        if wf_key not in self._flushing:
+            self._flushing.add(wf_key)
+            task = asyncio.create_task(self._flush_counts(wf_key))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        await done
+
+    async def _flush_counts(self, wf_key: Key) -> None:
+        try:
+            while self._counts.get(wf_key):
+                batch = self._counts.pop(wf_key)
+                try:
+                    await self._apply_counts(wf_key, batch)
+                except Exception as exc:
+                    for count in batch:
+                        if not count.done.done():
+                            count.done.set_exception(exc)
+                else:
+                    for count in batch:
+                        if not count.done.done():
+                            count.done.set_result(None)
+        finally:
+            self._flushing.discard(wf_key)
+
+    async def _apply_counts(self, wf_key: Key, batch: list[_Count]) -> None:
         for _ in range(20):
             workflow = self.workflow_body(wf_key)
             if workflow is None:
                 return
             current = workflow.get("status") or {}
             counted = list(current.get("counted") or [])
-            if entry in counted:
+            new = [c for c in batch if c.digest not in counted]
+            if not new:
                 return
-            patch: dict[str, Any] = {"counted": [*counted, entry][-COUNTED_WINDOW:]}
-            if what == "started":
-                patch["runCount"] = int(current.get("runCount") or 0) + 1
+            started = sum(c.what == "started" for c in new)
+            ended = [c for c in new if c.what == "finished"]
+            patch: dict[str, Any] = {
+                "counted": [*counted, *(c.digest for c in new)][-COUNTED_WINDOW:]
+            }
+            if started:
+                patch["runCount"] = int(current.get("runCount") or 0) + started
                 patch["lastRunAt"] = self.now().isoformat()
-            else:
-                state = status.get("state")
-                if state == RunState.COMPLETED:
-                    patch["successCount"] = int(current.get("successCount") or 0) + 1
-                elif state == RunState.FAILED:
-                    patch["failureCount"] = int(current.get("failureCount") or 0) + 1
-            patch["phase"] = self.phase(workflow, extra_active=1 if what == "started" else 0)
+            successes = sum(c.state is RunState.COMPLETED for c in ended)
+            failures = sum(c.state is RunState.FAILED for c in ended)
+            if successes:
+                patch["successCount"] = int(current.get("successCount") or 0) + successes
+            if failures:
+                patch["failureCount"] = int(current.get("failureCount") or 0) + failures
+            # Runs counted here are not yet written as running / ended in the index.
+            patch["phase"] = self.phase(workflow, extra_active=started - len(ended))
             try:
                 updated = await self.api.patch_status_checked(workflow, patch)
             except KubeApiError as exc:
                 if exc.code != 409:
                     raise
-                fresh = await self.api.get("Workflow", namespace, name)
+                fresh = await self.api.get("Workflow", wf_key.namespace, wf_key.name)
                 if fresh is None:
                     return
                 self.remember_workflow(fresh)
                 continue
             self.remember_workflow(updated)
-            if what == "finished":
+            if ended:
                 await self._check_failure_rate(current, updated)
             return
+
+    async def _refresh_phase(self, wf_key: Key) -> None:
+        """Triggered → Activated once the last active run has ended (the counters' patch
+        cannot know: concurrent runs end after it)."""
+        workflow = self.workflow_body(wf_key)
+        if workflow is None or wf_key in self._flushing:
+            return  # a counters patch is on its way and sets the phase
+        phase = self.phase(workflow)
+        if phase == (workflow.get("status") or {}).get("phase"):
+            return
+        try:
+            updated = await self.api.patch_status(
+                "Workflow", wf_key.namespace, wf_key.name, {"phase": phase}
+            )
+        except KubeApiError as exc:
+            if exc.code != 404:
+                raise
+            return
+        self.remember_workflow(updated)
 
     def phase(self, workflow: Body, extra_active: int = 0) -> str:
         meta, status = workflow["metadata"], workflow.get("status") or {}
@@ -621,7 +697,7 @@ class RunRuntime:
             wanted_state(workflow),
             current,
             activated=activation.get("version") is not None,
-            active_runs=active + extra_active,
+            active_runs=max(0, active + extra_active),
         ).value
 
     async def _check_failure_rate(self, before: Body, after: Body) -> None:
@@ -773,7 +849,9 @@ _RUN_LIFECYCLE = {
 }
 
 
-def run_conditions(status: WorkflowRunStatus, body: Body, now: datetime) -> list[Condition]:
+def run_conditions(
+    status: WorkflowRunStatus, body: Body, now: datetime, previous: list[Condition]
+) -> list[Condition]:
     """kstatus for runs: completed (or cancelled) is Ready, failed is Stalled, the rest
     Reconciling — so `kubectl wait --for=condition=Ready wfr/NAME` waits for the end."""
     assert status.state is not None
@@ -785,7 +863,7 @@ def run_conditions(status: WorkflowRunStatus, body: Body, now: datetime) -> list
         message=message[:1024],
         generation=int(body["metadata"].get("generation", 1)),
         now=now,
-        previous=status.conditions,
+        previous=previous,
         reason=status.state.value.capitalize(),
     )
 
