@@ -183,18 +183,29 @@ def test_kill_9_during_each_http_call_repeats_the_call_with_the_same_key_only(
     """kill -9 while each http step's request is in flight (the server applies it anyway):
     after the restart the same request is re-issued with the same Idempotency-Key, and the
     effect exists once."""
-    service.controls.effect_delay = 0.5
+    service.controls.effect_delay = 1.0
     port = free_port()
     controller, name = start_durable_run(kubectl, namespace, run_controller, service, port)
     killed_during: set[str] = set()
+
+    def fresh_arrival() -> list[str]:
+        """A request of a step not interrupted yet, in flight now (watched closely)."""
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            fresh = [k for k in service.arrivals if k not in killed_during]
+            if fresh:
+                return fresh
+            time.sleep(0.005)
+        return []
+
     while not finished_and_counted(kubectl, namespace, name):
-        pay_callback_if_waiting(kubectl, namespace, name, service)
-        fresh = [k for k in service.arrivals if k not in killed_during]
-        if fresh:  # a request of a step not yet interrupted is in flight: kill now
+        fresh = fresh_arrival()
+        if fresh:  # its answer is a second away: the kill lands mid-call
             kill(controller)
             killed_during.update(fresh)
             controller = started(run_controller, namespace, port)
-        time.sleep(0.02)
+        else:
+            pay_callback_if_waiting(kubectl, namespace, name, service)
     assert len(killed_during) == 3
     assert_exactly_once(kubectl, namespace, name, service)
     # Each interrupted request was applied by the server and re-issued once, same key.

@@ -102,6 +102,9 @@ class Indexes:
     """Lookups from the outside world (tokens, events) to runs; rebuilt from watch events."""
 
     runs: dict[Key, RunEntry] = field(default_factory=dict)
+    #: (namespace, workflow) → run state → runs: what admission, queues and history
+    #: limits ask, answered without scanning every run.
+    groups: dict[tuple[str, str], dict[str | None, set[Key]]] = field(default_factory=dict)
     callbacks: dict[str, tuple[Key, str]] = field(default_factory=dict)
     hooks: dict[str, set[Key]] = field(default_factory=dict)
     event_keys: dict[tuple[str, str], set[str]] = field(default_factory=dict)
@@ -124,6 +127,8 @@ class Indexes:
             self.event_keys.setdefault((key.namespace, workflow), set()).add(event_key)
         entry = RunEntry(workflow, status.get("state"), event_key, tuple(callbacks), tuple(hooks))
         self.runs[key] = entry
+        group = self.groups.setdefault((key.namespace, workflow), {})
+        group.setdefault(entry.state, set()).add(key)
         metrics.RUNS.labels(entry.state or "new").inc()
         return entry
 
@@ -132,6 +137,15 @@ class Indexes:
         if entry is None:
             return None
         metrics.RUNS.labels(entry.state or "new").dec()
+        group = self.groups.get((key.namespace, entry.workflow))
+        if group is not None:
+            members = group.get(entry.state)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del group[entry.state]
+            if not group:
+                del self.groups[(key.namespace, entry.workflow)]
         for digest in entry.callbacks:
             self.callbacks.pop(digest, None)
         for digest in entry.hooks:
@@ -142,15 +156,17 @@ class Indexes:
                     del self.hooks[digest]
         return entry
 
-    def of_workflow(self, namespace: str, workflow: str) -> list[tuple[Key, RunEntry]]:
-        return sorted(
-            (k, e)
-            for k, e in self.runs.items()
-            if k.namespace == namespace and e.workflow == workflow
-        )
+    def in_states(self, namespace: str, workflow: str, *states: str | None) -> list[Key]:
+        """A workflow's runs in these states, oldest first (names sort by start time)."""
+        group = self.groups.get((namespace, workflow)) or {}
+        return sorted(k for state in states for k in group.get(state, ()))
+
+    def count(self, namespace: str, workflow: str, *states: str | None) -> int:
+        group = self.groups.get((namespace, workflow)) or {}
+        return sum(len(group.get(state, ())) for state in states)
 
     def active(self, namespace: str, workflow: str) -> list[Key]:
-        return [k for k, e in self.of_workflow(namespace, workflow) if e.state in ACTIVE_STATES]
+        return self.in_states(namespace, workflow, *ACTIVE_STATES)
 
 
 Publish = Callable[[str, str, str, str, Any], Awaitable[int]]
@@ -189,7 +205,7 @@ class RunRuntime:
         self.index = Indexes()
         self.queue: WorkQueue[Key] = WorkQueue(self.process, workers=workers)
         self._locks: dict[Key, asyncio.Lock] = {}
-        self._own_writes: dict[Key, str] = {}
+        self._own_writes: dict[Key, set[str]] = {}
         self._counts: dict[Key, list[_Count]] = {}
         self._flushing: set[Key] = set()
         self._background: set[asyncio.Task[None]] = set()
@@ -201,12 +217,16 @@ class RunRuntime:
         if event_type == "DELETED":
             entry = self.index.drop(key)
             self.queue.forget(key)
+            self._own_writes.pop(key, None)
             if entry is not None:
                 self._wake_queued(key.namespace, entry.workflow)
             return
         rv = body["metadata"].get("resourceVersion")
-        if rv is not None and self._own_writes.get(key) == rv:
-            self._own_writes.pop(key, None)
+        own = self._own_writes.get(key)
+        if own is not None and rv in own:
+            own.discard(rv)
+            if not own:
+                del self._own_writes[key]
             return  # the echo of our own write: already indexed and planned
         self.index.put(key, body)
         self._plan(key, body)
@@ -524,7 +544,10 @@ class RunRuntime:
         self.writes += 1
         if self.crash_after_writes is not None and self.writes >= self.crash_after_writes:
             os.kill(os.getpid(), signal.SIGKILL)  # fault injection: die as kill -9 would
-        self._own_writes[key] = updated["metadata"]["resourceVersion"]
+        own = self._own_writes.setdefault(key, set())
+        if len(own) >= 8:  # echoes that never came (a watch restarted): forget them
+            own.clear()
+        own.add(updated["metadata"]["resourceVersion"])
         self.index.put(key, updated)
         return updated
 
@@ -569,21 +592,23 @@ class RunRuntime:
         return body
 
     def _wake_queued(self, namespace: str, workflow: str) -> None:
-        for key, entry in self.index.of_workflow(namespace, workflow):
-            if entry.state in (None, RunState.QUEUED):
-                self.queue.add(key)
-                return
+        waiting = self.index.in_states(namespace, workflow, None, RunState.QUEUED)
+        if waiting:
+            self.queue.add(waiting[0])
 
     async def _trim_history(self, namespace: str, workflow: str) -> None:
         body = self.workflow_body(Key("Workflow", namespace, workflow))
         if body is None:
             return
         spec = WorkflowSpec.model_validate(body.get("spec") or {})
-        runs = self.index.of_workflow(namespace, workflow)
-        done = [k for k, e in runs if e.state == RunState.COMPLETED]
-        failed = [k for k, e in runs if e.state in (RunState.FAILED, RunState.TERMINATED)]
-        doomed = done[: max(0, len(done) - spec.successful_runs_limit)]
-        doomed += failed[: max(0, len(failed) - spec.failed_runs_limit)]
+        doomed: list[Key] = []
+        for states, limit in (
+            ((RunState.COMPLETED,), spec.successful_runs_limit),
+            ((RunState.FAILED, RunState.TERMINATED), spec.failed_runs_limit),
+        ):
+            if self.index.count(namespace, workflow, *states) > limit:
+                ended = self.index.in_states(namespace, workflow, *states)
+                doomed += ended[: len(ended) - limit]
         for key in doomed:
             await self.api.delete("WorkflowRun", key.namespace, key.name)
             self.index.drop(key)
@@ -692,7 +717,7 @@ class RunRuntime:
         meta, status = workflow["metadata"], workflow.get("status") or {}
         activation = status.get("activation") or {}
         current = WorkflowPhase(status["phase"]) if status.get("phase") else None
-        active = len(self.index.active(meta["namespace"], meta["name"]))
+        active = self.index.count(meta["namespace"], meta["name"], *ACTIVE_STATES)
         return phase_for(
             wanted_state(workflow),
             current,
