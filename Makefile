@@ -3,15 +3,20 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_NAMESPACE ?= blockflow-demo
+BLOCKFLOW_HTTP_PORT ?= 8080
+DEMO_CRM_PORT ?= 8090
 KUBECTL := hack/kubectl
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: demo test test-fast lint crds protocol deps venv control-plane down clean help
+.PHONY: demo test test-fast lint crds protocol deps venv control-plane down clean help \
+	bench-lifecycle bench-workflows
 
 help:
 	@echo "make demo    control plane up, CRDs and examples applied, controller running"
 	@echo "make test    the whole test suite against the local control plane"
 	@echo "make test-fast | lint | crds | protocol | control-plane | down | clean"
+	@echo "make bench-lifecycle | bench-workflows   (BENCH_ARGS=\"--help\" for options)"
 
 deps:
 	@hack/install-deps.sh
@@ -44,20 +49,45 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+bench-lifecycle bench-workflows: bench-%: control-plane
+	@$(KUBECTL) apply -f crds/ >/dev/null
+	@$(KUBECTL) wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
+	$(PY) bench/$*.py $(BENCH_ARGS)
+
 demo: control-plane
 	@$(KUBECTL) apply -f crds/ >/dev/null
 	@$(KUBECTL) wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
 	@$(KUBECTL) create namespace $(DEMO_NAMESPACE) --dry-run=client -o yaml | $(KUBECTL) apply -f - >/dev/null
 	@$(KUBECTL) apply -n $(DEMO_NAMESPACE) -f examples/demo/
-	@echo
-	@echo "Blockflow is starting against the local control plane. In another terminal:"
-	@echo "  eval \"\$$(hack/control-plane.sh env)\""
-	@echo "  kubectl get blockflow -n $(DEMO_NAMESPACE)"
-	@echo "  kubectl get blocks -n $(DEMO_NAMESPACE) --watch"
-	@echo "  kubectl describe block consumer -n $(DEMO_NAMESPACE)"
-	@echo "(no kubectl? hack/kubectl works the same.) Ctrl-C stops the controller; make down stops the control plane."
-	@echo
-	KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig $(VENV)/bin/blockflow run
+	@sed 's/127\.0\.0\.1:8090/127.0.0.1:$(DEMO_CRM_PORT)/' examples/onboarding/workflow.yaml | $(KUBECTL) apply -n $(DEMO_NAMESPACE) -f -
+	@# The example CRM runs in the background for as long as the controller does.
+	@if (exec 3<>/dev/tcp/127.0.0.1/$(DEMO_CRM_PORT)) 2>/dev/null; then \
+	  echo "port $(DEMO_CRM_PORT) of the example CRM is in use (another make demo?); DEMO_CRM_PORT=... picks another" >&2; exit 1; \
+	fi; \
+	$(PY) examples/onboarding/crm.py --port $(DEMO_CRM_PORT) & crm=$$!; \
+	trap 'kill $$crm 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	for _ in $$(seq 50); do \
+	  kill -0 $$crm 2>/dev/null || { echo "the example CRM did not start" >&2; exit 1; }; \
+	  (exec 3<>/dev/tcp/127.0.0.1/$(DEMO_CRM_PORT)) 2>/dev/null && break; sleep 0.2; \
+	done; \
+	api=http://127.0.0.1:$(BLOCKFLOW_HTTP_PORT); \
+	echo; \
+	echo "Blockflow is starting against the local control plane. In another terminal:"; \
+	echo "  eval \"\$$(hack/control-plane.sh env)\""; \
+	echo "  kubectl get blockflow -n $(DEMO_NAMESPACE)"; \
+	echo "  kubectl get blocks -n $(DEMO_NAMESPACE) --watch"; \
+	echo "  kubectl describe block consumer -n $(DEMO_NAMESPACE)"; \
+	echo "(no kubectl? hack/kubectl works the same.) Ctrl-C stops the controller; make down stops the control plane."; \
+	echo; \
+	echo "Workflows (examples/onboarding/README.md; the example CRM is on 127.0.0.1:$(DEMO_CRM_PORT)):"; \
+	echo "  curl -si $$api/events/$(DEMO_NAMESPACE) -H 'Authorization: Bearer demo-events-token' -H 'Content-Type: application/cloudevents+json' -d '{\"specversion\":\"1.0\",\"id\":\"deal-42\",\"source\":\"crm.example/deals\",\"type\":\"Deal.won\",\"data\":{\"dealId\":42,\"company\":\"ACME\"}}'"; \
+	echo "  kubectl get wfr -n $(DEMO_NAMESPACE)    # or: $(VENV)/bin/blockflow run list -n $(DEMO_NAMESPACE)"; \
+	echo "  HOOK_KEY=\$$(kubectl get secret onboarding-workflow-signals -n $(DEMO_NAMESPACE) -o jsonpath='{.data.hookKey}' | base64 -d)"; \
+	echo "  curl -si $$api/hooks/deal:42 -H \"Authorization: Bearer \$$HOOK_KEY\" -H 'Content-Type: application/json' -d '{\"decision\":\"approve\",\"by\":\"ada\"}'"; \
+	echo "  curl -s http://127.0.0.1:$(DEMO_CRM_PORT)/customers"; \
+	echo; \
+	echo "KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig BLOCKFLOW_HTTP_PORT=$(BLOCKFLOW_HTTP_PORT) $(VENV)/bin/blockflow run"; \
+	KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig BLOCKFLOW_HTTP_PORT=$(BLOCKFLOW_HTTP_PORT) $(VENV)/bin/blockflow run
 
 down:
 	@hack/control-plane.sh down
