@@ -823,7 +823,9 @@ class Bench:
         """The controller's RSS once it is idle again (and its own view of the runs)."""
         assert self.controller is not None
         settled = await self.controller.wait_quiet()
-        await asyncio.sleep(0.5)
+        # The controller returns free memory to the OS ~3 s after a burst (gc + malloc_trim,
+        # controller/runtime/memory.py): sample after that; VmHWM keeps the burst's peak.
+        await asyncio.sleep(5.0)
         point = {
             "label": label,
             "vmrss_mib": self.controller.rss_mib(),
@@ -842,15 +844,19 @@ class Bench:
     # -- warm-up, then RSS with nothing waiting ------------------------------------------
 
     async def warm_up(self) -> None:
+        """Runs at full concurrency before the zero point, so that what any burst brings for
+        good — the connection pools' TLS sessions and buffers, caches, compiled CEL — is in
+        the baseline and the waiting runs' RSS is theirs alone."""
         assert self.watch is not None and self.controller is not None
         watch = self.watch
-        print(f"  warm-up: {WARMUP_RUNS} runs of {THREE}", flush=True)
-        names = [f"warm-{i:03d}" for i in range(WARMUP_RUNS)]
-        await self.create_runs(names, THREE, concurrency=4)
-        if not await watch.wait_until(lambda: watch.settled["warm"] >= WARMUP_RUNS, 60):
+        count = max(WARMUP_RUNS, self.runs // 5)
+        print(f"  warm-up: {count} runs of {THREE} at concurrency {self.concurrency}", flush=True)
+        names = [f"warm-{i:05d}" for i in range(count)]
+        await self.create_runs(names, THREE)
+        if not await watch.wait_until(lambda: watch.settled["warm"] >= count, 120):
             self.controller.check_alive()
-            raise BenchError(f"warm-up runs not finished within 60s: {dict(watch.states['warm'])}")
-        await self.rss_point("0 waiting (after warm-up)")
+            raise BenchError(f"warm-up runs not finished within 120s: {dict(watch.states['warm'])}")
+        await self.rss_point(f"0 waiting (after {count} warm-up runs)")
 
     # -- phase 2 + 3: webhook latency and step transitions ---------------------------------
 

@@ -48,6 +48,7 @@ INFO = {
 class Controls:
     activate_error: str | None = None
     effect_delay: float = 0.0
+    deactivate_delay: float = 0.0
 
 
 @dataclass
@@ -148,6 +149,8 @@ class StepService:
         body = await request.json()
         with self._lock:
             self.calls.append((operation, body))
+        if operation == "deactivate":
+            await asyncio.sleep(self.controls.deactivate_delay)
         return web.json_response(self._reply(operation, body))
 
     def _reply(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:

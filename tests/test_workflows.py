@@ -440,8 +440,16 @@ def test_a_trigger_block_activates_once_per_version_and_its_old_url_stops_after_
     assert http("POST", first_url, {"id": "T-1"})[1]["duplicate"] is True  # same outcome id
     assert http("POST", first_url, {"ignore": True}) == (200, {"ignored": True})
 
-    # An edit: the old version is deactivated (once), the new one activated (once).
+    # An edit: the old version is deactivated (once), the new one activated (once). While
+    # the old version's deactivation runs, its URL still starts runs of the old version.
+    service.controls.deactivate_delay = 2.0
     kubectl.apply(namespace, workflow("tickets", {**spec, "description": "v2"}))
+    service.wait_for("deactivate")
+    status, reply = http("POST", first_url, {"id": "T-during"})
+    assert status == 202, reply
+    during = wait_run(kubectl, namespace, reply["run"], "completed")
+    assert during["status"]["workflowVersion"] == 1
+    service.controls.deactivate_delay = 0.0
     eventually(
         lambda: get_workflow(kubectl, namespace, "tickets")["status"]["activation"]["version"] == 2,
         what="version 2 active",

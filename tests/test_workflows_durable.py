@@ -219,27 +219,47 @@ def test_a_schedule_catches_up_missed_slots_once_and_within_its_bound(
     run_controller: Callable[..., ControllerProcess],
 ) -> None:
     controller = started(run_controller, namespace)
+    every_minute = {"cron": "* * * * *", "maxCatchUp": 2}
+    long = [{"name": "a", "uses": {"type": "sleep"}, "with": {"seconds": 3600}}]
     kubectl.apply(
         namespace,
         workflow(
             "nightly",
             {
-                "trigger": {"schedule": {"cron": "* * * * *", "maxCatchUp": 2}},
+                "trigger": {"schedule": every_minute},
                 "steps": [{"name": "a", "uses": {"type": "sleep"}, "with": {"seconds": 0}}],
             },
         ),
+        workflow(
+            "forbid",
+            {
+                "trigger": {"schedule": {**every_minute, "concurrencyPolicy": "Forbid"}},
+                "steps": long,
+            },
+        ),
+        workflow(
+            "replace",
+            {
+                "trigger": {"schedule": {**every_minute, "concurrencyPolicy": "Replace"}},
+                "steps": long,
+            },
+        ),
     )
-    wait_phase(kubectl, namespace, "nightly", "Activated")
-    eventually(
-        lambda: get_workflow(kubectl, namespace, "nightly")["status"].get("lastScheduleTime"),
-        what="schedule baseline",
-    )
+    workflows = ("nightly", "forbid", "replace")
+
+    def baseline(name: str) -> Callable[[], Any]:
+        return lambda: get_workflow(kubectl, namespace, name)["status"].get("lastScheduleTime")
+
+    for name in workflows:
+        wait_phase(kubectl, namespace, name, "Activated")
+        eventually(baseline(name), what="schedule baseline")
     controller.stop()
-    before = {r["metadata"]["name"] for r in runs(kubectl, namespace, "nightly")}
+    before = {r["metadata"]["name"] for r in runs(kubectl, namespace)}
     # The controller was "down" for ten minutes: ten slots were missed, two are caught up.
     down_since = datetime.now(UTC) - timedelta(minutes=10)
-    path = f"/apis/blockflow.dev/v1alpha1/namespaces/{namespace}/workflows/nightly"
-    patch_status(cluster, path, {"lastScheduleTime": down_since.isoformat()})
+    for name in workflows:
+        path = f"/apis/blockflow.dev/v1alpha1/namespaces/{namespace}/workflows/{name}"
+        patch_status(cluster, path, {"lastScheduleTime": down_since.isoformat()})
 
     controller = started(run_controller, namespace)
 
@@ -257,6 +277,21 @@ def test_a_schedule_catches_up_missed_slots_once_and_within_its_bound(
     assert slots[1] - slots[0] == timedelta(minutes=1)
     for run in new:
         wait_run(kubectl, namespace, run["metadata"]["name"], "completed")
+
+    # Forbid: the second slot found the first run still active and was skipped (ignored);
+    # Replace: the second slot's run replaced the first one.
+    forbid = [r for r in runs(kubectl, namespace, "forbid") if r["metadata"]["name"] not in before]
+    assert len(forbid) == 1
+    eventually(
+        lambda: get_workflow(kubectl, namespace, "forbid")["status"].get("ignoredCount", 0) >= 1,
+        what="the forbidden slot counted as ignored",
+    )
+    replace = [
+        r for r in runs(kubectl, namespace, "replace") if r["metadata"]["name"] not in before
+    ]
+    assert len(replace) == 2
+    wait_run(kubectl, namespace, replace[0]["metadata"]["name"], "cancelled")
+    wait_run(kubectl, namespace, replace[1]["metadata"]["name"], "waiting")
 
     # A restart does not start the same slots again.
     controller.stop()

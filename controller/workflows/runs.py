@@ -194,6 +194,7 @@ class RunRuntime:
         self.apps = apps
         self.crash_after_writes = crash_after_writes
         self.writes = 0
+        self.processed = 0
         self.workflow_body = workflows
         self.remember_workflow = remember_workflow
         self.tokens = tokens
@@ -205,7 +206,7 @@ class RunRuntime:
         self.index = Indexes()
         self.queue: WorkQueue[Key] = WorkQueue(self.process, workers=workers)
         self._locks: dict[Key, asyncio.Lock] = {}
-        self._own_writes: dict[Key, set[str]] = {}
+        self._own_writes: dict[Key, list[str]] = {}
         self._counts: dict[Key, list[_Count]] = {}
         self._flushing: set[Key] = set()
         self._background: set[asyncio.Task[None]] = set()
@@ -224,10 +225,15 @@ class RunRuntime:
         rv = body["metadata"].get("resourceVersion")
         own = self._own_writes.get(key)
         if own is not None and rv in own:
-            own.discard(rv)
-            if not own:
+            # The echo of our own write: already indexed and planned. The watch delivers an
+            # object's versions in order but may skip some (events batched): our writes
+            # before this one will never echo, those after it still may.
+            later = own[own.index(rv) + 1 :]
+            if later:
+                self._own_writes[key] = later
+            else:
                 del self._own_writes[key]
-            return  # the echo of our own write: already indexed and planned
+            return
         self.index.put(key, body)
         self._plan(key, body)
 
@@ -269,6 +275,7 @@ class RunRuntime:
     # -- processing ----------------------------------------------------------------------
 
     async def process(self, key: Key) -> None:
+        self.processed += 1
         try:
             async with self.lock(key):
                 await self._process(key)
@@ -330,6 +337,9 @@ class RunRuntime:
             now = self.now()
             if status.state in FINAL_STATES:  # a reply ended it (exit, error with Stop, …)
                 return await self._end(key, body, status, snapshot=snapshot), False
+            if (body.get("spec") or {}).get("cancel"):  # seen in our last write's answer
+                cancelled = executor.cancel(status, now)
+                return await self._end(key, body, cancelled, snapshot=snapshot), False
             action = executor.next_action(spec, status, now)
             if action.kind is Kind.FINISH:
                 assert action.state is not None
@@ -544,10 +554,10 @@ class RunRuntime:
         self.writes += 1
         if self.crash_after_writes is not None and self.writes >= self.crash_after_writes:
             os.kill(os.getpid(), signal.SIGKILL)  # fault injection: die as kill -9 would
-        own = self._own_writes.setdefault(key, set())
+        own = self._own_writes.setdefault(key, [])
         if len(own) >= 8:  # echoes that never came (a watch restarted): forget them
-            own.clear()
-        own.add(updated["metadata"]["resourceVersion"])
+            del own[:-1]
+        own.append(updated["metadata"]["resourceVersion"])
         self.index.put(key, updated)
         return updated
 
@@ -568,6 +578,7 @@ class RunRuntime:
         reason, kind = {
             RunState.COMPLETED: ("Completed", "Normal"),
             RunState.FAILED: ("Failed", "Warning"),
+            RunState.TERMINATED: ("Terminated", "Warning"),
         }.get(state, (state.value.capitalize(), "Normal"))
         message = f"run {state.value}" + (f": {status.error.message}" if status.error else "")
         if state in (RunState.COMPLETED, RunState.FAILED):
@@ -585,7 +596,10 @@ class RunRuntime:
                 },
             )
         body = await self._write(body, status, snapshot=snapshot)
-        self.post_event(body, kind, reason, message)
+        if kind == "Warning":
+            # Failures are Events for people; a completed run says so in `kubectl get wfr`
+            # (an Event per successful run would double the API writes at volume).
+            self.post_event(body, kind, reason, message)
         await self._refresh_phase(Key("Workflow", key.namespace, name))
         self._wake_queued(key.namespace, name)
         await self._trim_history(key.namespace, name)

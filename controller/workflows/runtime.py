@@ -38,6 +38,7 @@ from controller.handlers.transport import HandlerError, Transport, timed_call
 from controller.kube_rest import KubeApiError, RestClient
 from controller.logs import get_logger
 from controller.runtime.kubeapi import KubeApi
+from controller.runtime.memory import trim_when_idle
 from controller.runtime.queue import WorkQueue
 from controller.runtime.reconciler import LifecycleRuntime
 from controller.runtime.store import Body, Key
@@ -124,6 +125,10 @@ class WorkflowRuntime:
         self._tasks = [
             asyncio.create_task(self.runs.queue.run(), name="workflow-runs"),
             asyncio.create_task(self.schedules.run(), name="workflow-schedules"),
+            asyncio.create_task(
+                trim_when_idle(lambda: self.lifecycle.reconciles + self.runs.processed),
+                name="memory-trim",
+            ),
         ]
         self._ready = True
 
