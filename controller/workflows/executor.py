@@ -103,7 +103,12 @@ def next_action(spec: WorkflowSpec, status: WorkflowRunStatus, now: datetime) ->
             return Action(Kind.CALL, step=name)
         # WAITING: a retry backoff / sleep (wakeAt), or a deferred step (callback, timeout).
         deadline = _step_deadline(step, record)
-        wake = min((t for t in (record.wake_at, deadline) if t is not None), default=None)
+        run_deadline = (
+            started + timedelta(seconds=spec.timeout_seconds) if spec.timeout_seconds else None
+        )
+        wake = min(
+            (t for t in (record.wake_at, deadline, run_deadline) if t is not None), default=None
+        )
         if wake is not None and now >= wake:
             # Retry or sleep due, or the step's timeout passed: the runtime checks
             # timed_out() first and records the timeout instead of calling.

@@ -220,3 +220,13 @@ def test_a_200_step_run_keeps_its_status_under_256_kib() -> None:
     size = len(status.model_dump_json(by_alias=True, exclude_none=True))
     assert status.state is RunState.COMPLETED and len(status.steps) == 200
     assert size < 256 * 1024, size
+
+
+def test_a_run_waiting_for_a_callback_wakes_at_its_run_timeout_and_fails() -> None:
+    workflow = spec(steps=["a"], timeout_seconds=60)
+    status = call(workflow, WorkflowRunStatus(), DeferReply())
+    action = ex.next_action(workflow, status, NOW + timedelta(seconds=1))
+    assert (action.kind, action.at) == (Kind.WAIT, NOW + timedelta(seconds=60))
+    late = ex.next_action(workflow, status, NOW + timedelta(seconds=61))
+    assert (late.kind, late.state) == (Kind.FINISH, RunState.FAILED)
+    assert late.error is not None and late.error.message == "run timed out after 60s"
