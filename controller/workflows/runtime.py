@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from controller.api.workflow import ConcurrencyPolicy, WorkflowSpec, WorkflowState
+from controller.api.workflowrun import RunState
 from controller.handlers.protocol import (
     CallMetadata,
     EntityInput,
@@ -55,7 +56,7 @@ from controller.workflows.activator import (
 )
 from controller.workflows.builtin_steps import Builtins, HookRejected, deliver_hook
 from controller.workflows.naming import event_key, new_run_body, run_name
-from controller.workflows.runs import RunRuntime
+from controller.workflows.runs import ACTIVE_STATES, RunRuntime
 from controller.workflows.schedule import CronError, due_slots, next_wake, parse_cron
 
 log = get_logger("blockflow.workflows")
@@ -394,7 +395,10 @@ class WorkflowRuntime:
         self, workflow: Body, slot: datetime, policy: ConcurrencyPolicy
     ) -> None:
         key = Key.of(workflow)
-        active = self.runs.index.active(key.namespace, key.name)
+        # Runs not admitted yet (just created, queued) count as active too.
+        active = self.runs.index.in_states(
+            key.namespace, key.name, None, RunState.QUEUED, *ACTIVE_STATES
+        )
         if active and policy is ConcurrencyPolicy.FORBID:
             await self._count_ignored(key)
             return
