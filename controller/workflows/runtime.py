@@ -374,16 +374,12 @@ class WorkflowRuntime:
         for slot in due_slots(cron, zone, last, now, schedule.max_catch_up):
             await self._scheduled_run(body, slot, schedule.concurrency_policy)
         if status.get("lastScheduleTime") != now.isoformat():
-            try:
-                updated = await self.api.patch_status_checked(
-                    body, {"lastScheduleTime": now.isoformat()}
-                )
-                self.lifecycle.store.upsert(updated)
-            except KubeApiError as exc:
-                if exc.code != 409:
-                    raise
-                self.schedules.add_after(key, 1.0)
-                return
+            # A plain merge patch: this runtime is the field's only writer (the slots up to
+            # `now` were just handled), so another writer's concurrent change is no conflict.
+            updated = await self.api.patch_status(
+                "Workflow", key.namespace, key.name, {"lastScheduleTime": now.isoformat()}
+            )
+            self.lifecycle.store.upsert(updated)
         try:
             wake = next_wake(cron, zone, now, now)
         except CronError as exc:
@@ -395,6 +391,12 @@ class WorkflowRuntime:
         self, workflow: Body, slot: datetime, policy: ConcurrencyPolicy
     ) -> None:
         key = Key.of(workflow)
+        # One name per slot: a slot started before (a crash, a retried pass) is not
+        # started again, and its policy is not applied again either.
+        suffix = hashlib.sha256(f"{workflow['metadata']['uid']}/{slot}".encode()).hexdigest()[:5]
+        name = run_name(key.name, slot, suffix)
+        if Key("WorkflowRun", key.namespace, name) in self.runs.index.runs:
+            return
         # Runs not admitted yet (just created, queued) count as active too.
         active = self.runs.index.in_states(
             key.namespace, key.name, None, RunState.QUEUED, *ACTIVE_STATES
@@ -402,19 +404,17 @@ class WorkflowRuntime:
         if active and policy is ConcurrencyPolicy.FORBID:
             await self._count_ignored(key)
             return
-        if active and policy is ConcurrencyPolicy.REPLACE:
+        created = await self._start_run(
+            workflow,
+            {"type": "schedule", "scheduledTime": slot.isoformat()},
+            trigger="schedule",
+            name=name,
+        )
+        if created is not None and policy is ConcurrencyPolicy.REPLACE:
             for run in active:
                 await self.api.patch_spec(
                     "WorkflowRun", run.namespace, run.name, {"spec": {"cancel": True}}
                 )
-        # One name per slot: a slot started before a crash is not started again.
-        suffix = hashlib.sha256(f"{workflow['metadata']['uid']}/{slot}".encode()).hexdigest()[:5]
-        await self._start_run(
-            workflow,
-            {"type": "schedule", "scheduledTime": slot.isoformat()},
-            trigger="schedule",
-            name=run_name(key.name, slot, suffix),
-        )
 
     # -- Backend (the HTTP surface) ----------------------------------------------------------
 
