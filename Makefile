@@ -34,6 +34,7 @@ control-plane: deps venv
 
 crds: venv
 	$(PY) -m controller crds crds
+	cp crds/*.yaml charts/blockflow/crds/
 
 protocol: venv
 	$(PY) -m controller.handlers.schema_export docs/protocol
