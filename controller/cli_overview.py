@@ -1,0 +1,561 @@
+"""`blockflow status|events|sync|drain|approve|reject`: the overview and the everyday nudges.
+
+``status`` reads Apps, Blocks, Workflows and WorkflowRuns of one namespace and prints them as a
+tree (or, with ``-o json|yaml``, the same data structured): lifecycle status, signal names
+(values of sensitive signals are never read: status only names them), workflow counters,
+active runs, pending prompts and pending approvals. ``events`` lists the Kubernetes Events
+about Blockflow objects. ``sync`` and ``drain`` set the request annotations the lifecycle
+engine acts on; ``approve`` and ``reject`` answer a waiting approval step through the
+controller's ``/hooks/<token>`` with the workflow's hookKey.
+
+Same conventions as :mod:`controller.cli_workflows`: one-line errors, exit 1 for failures,
+2 for usage errors, the Kubernetes client loaded only when a verb runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from controller.cli_workflows import (
+    API,
+    USAGE_ERROR,
+    CliError,
+    SubParsers,
+    _error,
+    _execute,
+    _get,
+    _namespace_option,
+    _output_option,
+    _print_document,
+    _run_path,
+    _table,
+)
+
+if TYPE_CHECKING:
+    from controller.kube_rest import RestClient
+
+SYNC_ANNOTATION = "blockflow.dev/requested-sync-at"
+DRAIN_ANNOTATION = "blockflow.dev/requested-drain-at"
+ACTIVE_RUN_STATES = ("queued", "running", "waiting")
+DEFAULT_URL = "http://127.0.0.1:8080"
+SIGNAL_VALUE_WIDTH = 40
+
+#: accepted KIND spellings (lower case) -> (plural resource, kind)
+ENTITY_KINDS = {
+    "app": ("apps", "App"),
+    "apps": ("apps", "App"),
+    "block": ("blocks", "Block"),
+    "blocks": ("blocks", "Block"),
+}
+#: --for KIND spellings of `events` -> kind
+EVENT_KINDS = {
+    **{k: kind for k, (_, kind) in ENTITY_KINDS.items()},
+    "workflow": "Workflow",
+    "workflows": "Workflow",
+    "workflowrun": "WorkflowRun",
+    "workflowruns": "WorkflowRun",
+    "run": "WorkflowRun",
+    "runs": "WorkflowRun",
+}
+
+
+def _split_ref(ref: str, kinds: dict[str, Any], what: str) -> tuple[Any, str]:
+    """KIND/NAME -> (kinds[kind], name); CliError(code 2) when malformed."""
+    kind, sep, name = ref.partition("/")
+    choices = "|".join(sorted({k.rstrip("s") for k in kinds}))
+    if not sep or not name or "/" in name or kind.lower() not in kinds:
+        raise CliError(f"{what}: expected KIND/NAME with KIND one of {choices}, got {ref!r}", 2)
+    return kinds[kind.lower()], name
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    text = " ".join(text.split())
+    return text if len(text) <= SIGNAL_VALUE_WIDTH else text[: SIGNAL_VALUE_WIDTH - 3] + "..."
+
+
+def _entity(item: dict[str, Any]) -> dict[str, Any]:
+    status = item.get("status") or {}
+    lifecycle = status.get("lifecycle") or {}
+    signals = status.get("signals") or {}
+    sensitive = (status.get("sensitiveSignals") or {}).get("names") or []
+    entry: dict[str, Any] = {
+        "name": item["metadata"]["name"],
+        "status": lifecycle.get("status"),
+        "description": lifecycle.get("description"),
+        "signals": dict(signals) if isinstance(signals, dict) else {},
+        "sensitiveSignals": [str(n) for n in sensitive],
+    }
+    if item.get("kind") == "Block":
+        spec = item.get("spec") or {}
+        entry = {"name": entry["name"], "app": spec.get("app"), "type": spec.get("type"), **entry}
+    return entry
+
+
+def _prompts(kind: str, item: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for prompt in (item.get("status") or {}).get("prompts") or []:
+        out.append(
+            {
+                "kind": kind,
+                "name": item["metadata"]["name"],
+                "key": prompt.get("key"),
+                "description": prompt.get("message"),
+                "url": (prompt.get("redirect") or {}).get("url"),
+            }
+        )
+    return out
+
+
+def _snapshot_steps(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    spec = (run.get("status") or {}).get("workflowSpec") or {}
+    steps = [*(spec.get("steps") or []), *(spec.get("fallback") or [])]
+    return {str(s.get("name")): s for s in steps if isinstance(s, dict)}
+
+
+def _is_approval(step: dict[str, Any]) -> bool:
+    uses = step.get("uses") or {}
+    return uses.get("type") == "approval" and not uses.get("app")
+
+
+def _hook_token(namespace: str, run: str, step: dict[str, Any]) -> str | None:
+    """The approval's hook token; None when computed by CEL (only the controller knows it)."""
+    token = (step.get("with") or {}).get("token")
+    if not token:
+        return f"approval:{namespace}:{run}:{step.get('name')}"
+    if not isinstance(token, str) or "${{" in token:
+        return None
+    return token
+
+
+def _hook_path(token: str) -> str:
+    return "/hooks/" + quote(token, safe=":")
+
+
+def _waiting_approvals(run: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
+    """The run's steps that wait for an approval, with their hook path."""
+    status = run.get("status") or {}
+    if status.get("state") != "waiting":
+        return []
+    name = run["metadata"]["name"]
+    snapshot = _snapshot_steps(run)
+    out = []
+    for record in status.get("steps") or []:
+        step = snapshot.get(str(record.get("name")))
+        if record.get("state") != "waiting" or step is None or not _is_approval(step):
+            continue
+        token = _hook_token(namespace, name, step)
+        out.append(
+            {
+                "run": name,
+                "workflow": (run.get("spec") or {}).get("workflowRef", {}).get("name"),
+                "step": record.get("name"),
+                "since": record.get("startedAt"),
+                "hookPath": _hook_path(token) if token else None,
+            }
+        )
+    return out
+
+
+async def _list(client: RestClient, path: str) -> list[dict[str, Any]]:
+    listed = await client.request("GET", path)
+    items = listed.get("items") or []
+    return sorted(items, key=lambda item: str(item["metadata"]["name"]))
+
+
+async def collect_status(client: RestClient, namespace: str) -> dict[str, Any]:
+    """The overview of one namespace as plain data (what `-o json` prints)."""
+    base = f"{API}/namespaces/{namespace}"
+    apps = await _list(client, f"{base}/apps")
+    blocks = await _list(client, f"{base}/blocks")
+    workflows = await _list(client, f"{base}/workflows")
+    runs = await _list(client, _run_path(namespace))
+    app_names = {a["metadata"]["name"] for a in apps}
+    app_entries = []
+    for app in apps:
+        entry = _entity(app)
+        entry["blocks"] = [
+            _entity(b) for b in blocks if (b.get("spec") or {}).get("app") == entry["name"]
+        ]
+        app_entries.append(entry)
+    orphans = [_entity(b) for b in blocks if (b.get("spec") or {}).get("app") not in app_names]
+
+    active: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        status = run.get("status") or {}
+        state = status.get("state") or "queued"  # not admitted yet: about to be queued
+        if state not in ACTIVE_RUN_STATES:
+            continue
+        owner = str((run.get("spec") or {}).get("workflowRef", {}).get("name"))
+        waiting = [
+            str(r.get("name")) for r in status.get("steps") or [] if r.get("state") == "waiting"
+        ]
+        active.setdefault(owner, []).append(
+            {
+                "name": run["metadata"]["name"],
+                "state": state,
+                "startedAt": status.get("startedAt"),
+                "waitingSteps": waiting,
+            }
+        )
+    workflow_entries = []
+    for workflow in workflows:
+        status = workflow.get("status") or {}
+        name = workflow["metadata"]["name"]
+        workflow_entries.append(
+            {
+                "name": name,
+                "state": (workflow.get("spec") or {}).get("state"),
+                "phase": status.get("phase"),
+                "version": status.get("version"),
+                "runCount": status.get("runCount", 0),
+                "successCount": status.get("successCount", 0),
+                "failureCount": status.get("failureCount", 0),
+                "lastRunAt": status.get("lastRunAt"),
+                "activeRuns": active.get(name, []),
+            }
+        )
+
+    prompts = [p for a in apps for p in _prompts("App", a)]
+    prompts += [p for b in blocks for p in _prompts("Block", b)]
+    approvals = [a for run in runs for a in _waiting_approvals(run, namespace)]
+    return {
+        "namespace": namespace,
+        "apps": app_entries,
+        "blocksWithoutApp": orphans,
+        "workflows": workflow_entries,
+        "pendingPrompts": prompts,
+        "pendingApprovals": approvals,
+    }
+
+
+def _signals_line(entry: dict[str, Any]) -> str | None:
+    parts = [f"{k}={_short(v)}" for k, v in sorted(entry["signals"].items())]
+    parts += [f"{name} (sensitive)" for name in entry["sensitiveSignals"]]
+    return "signals: " + ", ".join(parts) if parts else None
+
+
+def _entity_lines(label: str, entry: dict[str, Any], indent: str) -> list[str]:
+    status = entry.get("status") or "<no status>"
+    head = f"{indent}{label} {status}"
+    if entry.get("description"):
+        head += f": {' '.join(str(entry['description']).split())}"
+    lines = [head]
+    signals = _signals_line(entry)
+    if signals:
+        lines.append(f"{indent}    {signals}")
+    return lines
+
+
+def render_status(data: dict[str, Any]) -> str:
+    """The tree `blockflow status` prints."""
+    lines = [f"Namespace {data['namespace']}"]
+    lines.append("Apps:" if data["apps"] else "Apps: <none>")
+    for app in data["apps"]:
+        lines += _entity_lines(f"App {app['name']}", app, "  ")
+        for block in app["blocks"]:
+            label = f"Block {block['name']} ({block.get('type') or '?'})"
+            lines += _entity_lines(label, block, "    ")
+    if data["blocksWithoutApp"]:
+        lines.append("Blocks whose App is missing:")
+        for block in data["blocksWithoutApp"]:
+            label = f"Block {block['name']} (app {block.get('app')}, {block.get('type') or '?'})"
+            lines += _entity_lines(label, block, "  ")
+    lines.append("Workflows:" if data["workflows"] else "Workflows: <none>")
+    for wf in data["workflows"]:
+        version = f"v{wf['version']}" if wf["version"] is not None else "v-"
+        lines.append(
+            f"  Workflow {wf['name']} {wf['phase'] or wf['state'] or '<no phase>'} {version}: "
+            f"{wf['runCount']} runs, {wf['successCount']} succeeded, {wf['failureCount']} failed"
+        )
+        for run in wf["activeRuns"]:
+            waiting = f" (waiting: {', '.join(run['waitingSteps'])})" if run["waitingSteps"] else ""
+            lines.append(f"    Run {run['name']} {run['state']}{waiting}")
+    if data["pendingPrompts"]:
+        lines.append("Pending prompts:")
+        for prompt in data["pendingPrompts"]:
+            text = f"  {prompt['kind'].lower()}/{prompt['name']} {prompt['key']}"
+            if prompt["description"]:
+                text += f": {' '.join(str(prompt['description']).split())}"
+            if prompt["url"]:
+                text += f" -> {prompt['url']}"
+            lines.append(text)
+    if data["pendingApprovals"]:
+        lines.append("Pending approvals:")
+        for approval in data["pendingApprovals"]:
+            where = approval["hookPath"] or "(token computed by with.token)"
+            lines.append(
+                f"  Run {approval['run']} step {approval['step']}: POST {where} "
+                f"(blockflow approve|reject {approval['run']})"
+            )
+    return "\n".join(lines)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    async def action(client: RestClient, namespace: str) -> int:
+        data = await collect_status(client, namespace)
+        if args.output in ("json", "yaml"):
+            _print_document(data, args.output)
+        else:
+            print(render_status(data))
+        return 0
+
+    return _execute(args, action)
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+def _event_time(event: dict[str, Any]) -> str:
+    return str(
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or event["metadata"].get("creationTimestamp")
+        or ""
+    )
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    wanted: tuple[str, str] | None = None
+    if args.for_ref:
+        try:
+            wanted = _split_ref(args.for_ref, EVENT_KINDS, "--for")
+        except CliError as exc:
+            _error(exc.message)
+            return exc.code
+
+    async def action(client: RestClient, namespace: str) -> int:
+        params = None
+        if wanted:
+            kind, name = wanted
+            params = {"fieldSelector": f"involvedObject.kind={kind},involvedObject.name={name}"}
+        listed = await client.request(
+            "GET", f"/api/v1/namespaces/{namespace}/events", params=params
+        )
+        events = []
+        for event in listed.get("items") or []:
+            involved = event.get("involvedObject") or {}
+            if not str(involved.get("apiVersion") or "").startswith("blockflow.dev/"):
+                continue
+            events.append(
+                {
+                    "time": _event_time(event),
+                    "type": event.get("type"),
+                    "object": f"{str(involved.get('kind')).lower()}/{involved.get('name')}",
+                    "reason": event.get("reason"),
+                    "message": event.get("message"),
+                    "count": event.get("count", 1),
+                }
+            )
+        events.sort(key=lambda e: e["time"])  # RFC 3339 UTC sorts as text; newest last
+        if args.output in ("json", "yaml"):
+            _print_document({"namespace": namespace, "events": events}, args.output)
+            return 0
+        if not events:
+            print(f"No Blockflow events found in {namespace} namespace.", file=sys.stderr)
+            return 0
+        rows = [["TIME", "TYPE", "OBJECT", "REASON", "MESSAGE"]]
+        for e in events:
+            message = " ".join(str(e["message"] or "").split())
+            rows.append([e["time"], str(e["type"]), e["object"], str(e["reason"]), message])
+        print(_table(rows))
+        return 0
+
+    return _execute(args, action)
+
+
+# -- sync / drain --------------------------------------------------------------------------
+
+
+def _cmd_request(args: argparse.Namespace) -> int:
+    verb: str = args.request_verb
+    try:
+        (plural, kind), name = _split_ref(args.ref, ENTITY_KINDS, verb)
+    except CliError as exc:
+        _error(exc.message)
+        return exc.code
+    annotation = SYNC_ANNOTATION if verb == "sync" else DRAIN_ANNOTATION
+
+    async def action(client: RestClient, namespace: str) -> int:
+        from controller.kube_rest import MERGE_PATCH, KubeApiError
+
+        now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        body = {"metadata": {"annotations": {annotation: now}}}
+        try:
+            await client.request(
+                "PATCH",
+                f"{API}/namespaces/{namespace}/{plural}/{name}",
+                body=body,
+                content_type=MERGE_PATCH,
+            )
+        except KubeApiError as exc:
+            if exc.code == 404:
+                raise CliError(
+                    f"{kind.lower()} {name} not found in namespace {namespace}"
+                ) from None
+            raise
+        print(f"{kind.lower()}.blockflow.dev/{name} {verb} requested")
+        return 0
+
+    return _execute(args, action)
+
+
+# -- approve / reject ----------------------------------------------------------------------
+
+
+def _choose_step(run: dict[str, Any], namespace: str, wanted: str | None) -> dict[str, Any]:
+    name = run["metadata"]["name"]
+    state = (run.get("status") or {}).get("state") or "not started"
+    approvals = _waiting_approvals(run, namespace)
+    if not approvals:
+        raise CliError(f"workflowrun {name} is not waiting for an approval (state: {state})")
+    if wanted is None:
+        if len(approvals) > 1:
+            steps = ", ".join(str(a["step"]) for a in approvals)
+            raise CliError(f"workflowrun {name} waits for several approvals ({steps}): pick --step")
+        return approvals[0]
+    for approval in approvals:
+        if approval["step"] == wanted:
+            return approval
+    steps = ", ".join(str(a["step"]) for a in approvals)
+    raise CliError(
+        f"step {wanted} of workflowrun {name} is not waiting for an approval "
+        f"(waiting for one: {steps})"
+    )
+
+
+async def _hook_key(client: RestClient, namespace: str, workflow: str) -> str:
+    from controller.kube_rest import KubeApiError
+    from controller.workflows.naming import HOOK_KEY_SIGNAL, workflow_secret_name
+
+    secret_name = workflow_secret_name(workflow)
+    missing = CliError(
+        f"workflow {workflow} has no hookKey (Secret {secret_name} in namespace {namespace}; "
+        "it exists once the workflow is activated)"
+    )
+    try:
+        secret = await client.request(
+            "GET", f"/api/v1/namespaces/{namespace}/secrets/{secret_name}"
+        )
+    except KubeApiError as exc:
+        if exc.code == 404:
+            raise missing from None
+        raise
+    encoded = (secret.get("data") or {}).get(HOOK_KEY_SIGNAL)
+    if not encoded:
+        raise missing
+    try:
+        return base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise CliError(f"the hookKey of workflow {workflow} is not valid base64") from None
+
+
+async def _post_hook(url: str, key: str, payload: dict[str, Any]) -> tuple[int, Any]:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            session.post(url, json=payload, headers=headers) as response,
+        ):
+            text = await response.text()
+            try:
+                answer: Any = json.loads(text) if text else {}
+            except json.JSONDecodeError:
+                answer = {"error": text.strip()}
+            return response.status, answer
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise CliError(
+            f"cannot reach the controller at {url}: {exc or type(exc).__name__} "
+            "(set --url or BLOCKFLOW_URL)"
+        ) from None
+
+
+def _cmd_decide(args: argparse.Namespace) -> int:
+    decision = "approve" if args.decision_verb == "approve" else "reject"
+    base = str(args.url or os.environ.get("BLOCKFLOW_URL") or DEFAULT_URL).rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        _error(f"--url must be an http:// or https:// URL, got {base!r}")
+        return USAGE_ERROR
+    name: str = args.name
+
+    async def action(client: RestClient, namespace: str) -> int:
+        run = await _get(client, _run_path(namespace, name), "workflowrun", name, namespace)
+        approval = _choose_step(run, namespace, args.step)
+        if approval["hookPath"] is None:
+            raise CliError(
+                f"step {approval['step']} computes its hook token (with.token): "
+                "POST the decision to /hooks/<token> yourself"
+            )
+        workflow = str(approval["workflow"])
+        key = await _hook_key(client, namespace, workflow)
+        payload: dict[str, Any] = {"decision": decision}
+        if args.by is not None:
+            payload["by"] = args.by
+        if args.comment is not None:
+            payload["comment"] = args.comment
+        status, answer = await _post_hook(base + approval["hookPath"], key, payload)
+        if status >= 400:
+            message = answer.get("error") if isinstance(answer, dict) else None
+            raise CliError(f"the controller answered {status}: {message or answer}")
+        done = "approved" if decision == "approve" else "rejected"
+        print(f"workflowrun.blockflow.dev/{name} step {approval['step']} {done}")
+        return 0
+
+    return _execute(args, action)
+
+
+# -- the parsers ---------------------------------------------------------------------------
+
+
+def add_overview_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
+    """`blockflow status`, `events`, `sync`, `drain`, `approve`, `reject`."""
+    status = sub.add_parser(
+        "status", help="a namespace at a glance: apps, blocks, workflows, prompts, approvals"
+    )
+    _namespace_option(status)
+    _output_option(status)
+    status.set_defaults(func=_cmd_status)
+
+    events = sub.add_parser("events", help="recent Kubernetes Events about Blockflow objects")
+    _namespace_option(events)
+    events.add_argument(
+        "--for", dest="for_ref", metavar="KIND/NAME", help="only this object's events"
+    )
+    _output_option(events)
+    events.set_defaults(func=_cmd_events)
+
+    for verb, annotation in (("sync", SYNC_ANNOTATION), ("drain", DRAIN_ANNOTATION)):
+        parser = sub.add_parser(verb, help=f"request a {verb} of an App or Block ({annotation})")
+        parser.add_argument("ref", metavar="KIND/NAME", help="app/NAME or block/NAME")
+        _namespace_option(parser)
+        parser.set_defaults(func=_cmd_request, request_verb=verb)
+
+    for verb in ("approve", "reject"):
+        parser = sub.add_parser(verb, help=f"{verb} a WorkflowRun's waiting approval step")
+        parser.add_argument("name", metavar="RUN")
+        parser.add_argument(
+            "--step", metavar="STEP", help="the approval step (default: the only waiting one)"
+        )
+        parser.add_argument("--by", metavar="NAME", help="who decides (recorded in the outcome)")
+        parser.add_argument("--comment", metavar="TEXT", help="a comment for the outcome")
+        _namespace_option(parser)
+        parser.add_argument(
+            "--url",
+            metavar="BASE",
+            help=f"the controller's base URL (default: $BLOCKFLOW_URL, else {DEFAULT_URL})",
+        )
+        parser.set_defaults(func=_cmd_decide, decision_verb=verb)
