@@ -9,13 +9,13 @@ KUBECTL := hack/kubectl
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test test-fast lint crds protocol deps venv control-plane down clean help \
+.PHONY: demo test test-fast lint crds protocol docs deps venv control-plane down clean help \
 	bench-lifecycle bench-workflows
 
 help:
 	@echo "make demo    control plane up, CRDs and examples applied, controller running"
 	@echo "make test    the whole test suite against the local control plane"
-	@echo "make test-fast | lint | crds | protocol | control-plane | down | clean"
+	@echo "make test-fast | lint | crds | protocol | docs | control-plane | down | clean"
 	@echo "make bench-lifecycle | bench-workflows   (BENCH_ARGS=\"--help\" for options)"
 
 deps:
@@ -38,6 +38,9 @@ crds: venv
 
 protocol: venv
 	$(PY) -m controller.handlers.schema_export docs/protocol
+
+docs: venv
+	$(PY) -m controller.api.docgen docs/reference
 
 test: deps venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
