@@ -77,9 +77,9 @@ class _Count:
     """A run's start or end waiting to be added to its Workflow's counters."""
 
     digest: str
-    what: str
+    what: str  # started | finished | phase
     state: RunState | None
-    done: asyncio.Future[None]
+    done: asyncio.Future[None] | None = None
 
 
 class Conflict(Exception):
@@ -600,7 +600,7 @@ class RunRuntime:
             # Failures are Events for people; a completed run says so in `kubectl get wfr`
             # (an Event per successful run would double the API writes at volume).
             self.post_event(body, kind, reason, message)
-        await self._refresh_phase(Key("Workflow", key.namespace, name))
+        await self._queue_count(Key("Workflow", key.namespace, name), _Count("", "phase", None))
         self._wake_queued(key.namespace, name)
         await self._trim_history(key.namespace, name)
         return body
@@ -641,8 +641,14 @@ class RunRuntime:
         name = ((run.get("spec") or {}).get("workflowRef") or {}).get("name", "")
         wf_key = Key("Workflow", namespace, name)
         digest = hashlib.sha256(f"{run['metadata']['uid']}/{what}".encode()).hexdigest()[:16]
+        await self._queue_count(wf_key, _Count(digest, what, status.state))
+
+    async def _queue_count(self, wf_key: Key, count: _Count) -> None:
+        """Hand a count (or, with what="phase", a re-check of the phase after a run's final
+        write) to the Workflow's one writer of counters and phase, and wait for it."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._counts.setdefault(wf_key, []).append(_Count(digest, what, status.state, done))
+        count.done = done
+        self._counts.setdefault(wf_key, []).append(count)
         if wf_key not in self._flushing:
             self._flushing.add(wf_key)
             task = asyncio.create_task(self._flush_counts(wf_key))
@@ -658,11 +664,11 @@ class RunRuntime:
                     await self._apply_counts(wf_key, batch)
                 except Exception as exc:
                     for count in batch:
-                        if not count.done.done():
+                        if count.done is not None and not count.done.done():
                             count.done.set_exception(exc)
                 else:
                     for count in batch:
-                        if not count.done.done():
+                        if count.done is not None and not count.done.done():
                             count.done.set_result(None)
         finally:
             self._flushing.discard(wf_key)
@@ -674,9 +680,7 @@ class RunRuntime:
                 return
             current = workflow.get("status") or {}
             counted = list(current.get("counted") or [])
-            new = [c for c in batch if c.digest not in counted]
-            if not new:
-                return
+            new = [c for c in batch if c.what != "phase" and c.digest not in counted]
             started = sum(c.what == "started" for c in new)
             ended = [c for c in new if c.what == "finished"]
             patch: dict[str, Any] = {
@@ -691,8 +695,13 @@ class RunRuntime:
                 patch["successCount"] = int(current.get("successCount") or 0) + successes
             if failures:
                 patch["failureCount"] = int(current.get("failureCount") or 0) + failures
-            # Runs counted here are not yet written as running / ended in the index.
+            # Runs counted here are not yet written as running / ended in the index. The
+            # phase is computed here, by the one writer, from the index as it is now.
             patch["phase"] = self.phase(workflow, extra_active=started - len(ended))
+            if not new:
+                if patch["phase"] == current.get("phase"):
+                    return
+                patch = {"phase": patch["phase"]}
             try:
                 updated = await self.api.patch_status_checked(workflow, patch)
             except KubeApiError as exc:
@@ -707,25 +716,6 @@ class RunRuntime:
             if ended:
                 await self._check_failure_rate(current, updated)
             return
-
-    async def _refresh_phase(self, wf_key: Key) -> None:
-        """Triggered → Activated once the last active run has ended (the counters' patch
-        cannot know: concurrent runs end after it)."""
-        workflow = self.workflow_body(wf_key)
-        if workflow is None or wf_key in self._flushing:
-            return  # a counters patch is on its way and sets the phase
-        phase = self.phase(workflow)
-        if phase == (workflow.get("status") or {}).get("phase"):
-            return
-        try:
-            updated = await self.api.patch_status(
-                "Workflow", wf_key.namespace, wf_key.name, {"phase": phase}
-            )
-        except KubeApiError as exc:
-            if exc.code != 404:
-                raise
-            return
-        self.remember_workflow(updated)
 
     def phase(self, workflow: Body, extra_active: int = 0) -> str:
         meta, status = workflow["metadata"], workflow.get("status") or {}
