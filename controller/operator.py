@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import secrets
+import socket
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -27,6 +29,7 @@ from controller.kube import connection_info
 from controller.kube_rest import KubeApiError, RestClient
 from controller.logs import get_logger
 from controller.runtime.kubeapi import KubeApi
+from controller.runtime.leader import LeaderElector, LostLeadership
 from controller.runtime.reconciler import LifecycleRuntime
 from controller.server.app import bound_port, build_app, serve
 from controller.settings import Settings
@@ -180,10 +183,28 @@ async def run_operator(
             config.http_port,
         )
         log.info("http server listening", url=base_url, port=bound_port(server))
+        keeper: asyncio.Task[None] | None = None
+        if config.leader_election:
+            elector = LeaderElector(
+                client,
+                config.controller_namespace,
+                config.lease_name,
+                f"{socket.gethostname()}-{os.getpid()}",
+                lease_seconds=config.lease_seconds,
+            )
+            workflows.not_ready_because = "standing by: another replica holds the lease"
+            if not await _until_stopped(elector.acquire(), stop_flag):
+                await server.cleanup()
+                await client.close()
+                return
+            keeper = asyncio.create_task(_keep_leading(elector), name="leader-lease")
+            workflows.not_ready_because = "listing workflows and runs"
         runtime.start()
         starting = asyncio.create_task(workflows.start(config.namespaces))
 
         async def cleanup() -> None:
+            if keeper is not None:
+                keeper.cancel()
             starting.cancel()
             await workflows.stop()
             await server.cleanup()
@@ -201,6 +222,31 @@ async def run_operator(
             await cleanup()  # normally already done by the cleanup handler
             await runtime.stop()
             await client.close()
+
+
+async def _until_stopped(
+    work: Coroutine[Any, Any, None], stop_flag: asyncio.Event | threading.Event | None
+) -> bool:
+    """Run `work` unless the operator is stopped first (SIGTERM while standing by)."""
+    task = asyncio.ensure_future(work)
+    if not isinstance(stop_flag, asyncio.Event):
+        await task
+        return True
+    stopped = asyncio.ensure_future(stop_flag.wait())
+    done, _ = await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    for pending in (task, stopped):
+        if pending not in done:
+            pending.cancel()
+    return task in done
+
+
+async def _keep_leading(elector: LeaderElector) -> None:
+    """Crash-only: a leader that lost its lease stops at once; its Pod restarts as a standby."""
+    try:
+        await elector.keep()
+    except LostLeadership as exc:
+        log.error("lost the leader lease; stopping", error=str(exc))
+        os._exit(70)
 
 
 TOKEN_KEY_SECRET = "blockflow-token-key"

@@ -49,6 +49,17 @@ class Settings(BaseSettings):
         default="default", description="Namespace of events POSTed to /events without one."
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="HTTP body limit.")
+    leader_election: bool = Field(
+        default=False,
+        description=(
+            "Run as one of several replicas: only the holder of the Lease `lease_name` in "
+            "controller_namespace works; the others stand by and take over when it stops."
+        ),
+    )
+    lease_name: str = Field(default="blockflow-leader", description="Name of the Lease.")
+    lease_seconds: float = Field(
+        default=15.0, ge=1, le=300, description="How long a leader that stopped renewing holds on."
+    )
     crash_after_run_writes: int | None = Field(
         default=None,
         ge=1,

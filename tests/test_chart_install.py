@@ -53,6 +53,7 @@ def test_install_grants_what_the_controller_needs_and_nothing_else(
         ("create", "secrets", "-n", elsewhere),
         ("create", "events", "-n", elsewhere),
         ("create", "jobs.batch", "-n", elsewhere),
+        ("update", "leases.coordination.k8s.io", "-n", namespace),
     ]
     refused = [
         ("list", "secrets", "-n", elsewhere),
@@ -63,6 +64,7 @@ def test_install_grants_what_the_controller_needs_and_nothing_else(
         ("delete", "workflows.blockflow.dev", "-n", elsewhere),
         ("update", "clusterroles.rbac.authorization.k8s.io"),
         ("get", "nodes"),
+        ("update", "leases.coordination.k8s.io", "-n", elsewhere),
     ]
     assert [a for a in allowed if not can(*a)] == []
     assert [r for r in refused if can(*r)] == []

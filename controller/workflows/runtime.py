@@ -107,6 +107,7 @@ class WorkflowRuntime:
         self.schedules: WorkQueue[Key] = WorkQueue(self._schedule, workers=2)
         self._wf_locks: dict[Key, asyncio.Lock] = {}
         self._ready = False
+        self.not_ready_because = "listing workflows and runs"
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- life ------------------------------------------------------------------------------
@@ -142,7 +143,7 @@ class WorkflowRuntime:
         self._tasks = []
 
     def readiness(self) -> tuple[bool, str]:
-        return (True, "") if self._ready else (False, "listing workflows and runs")
+        return (True, "") if self._ready else (False, self.not_ready_because)
 
     # -- WorkflowHooks (asked by the lifecycle runtime) ------------------------------------
 

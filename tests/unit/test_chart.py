@@ -56,6 +56,8 @@ def test_the_controller_runs_locked_down_with_probes_and_limits() -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["BLOCKFLOW_PUBLIC_URL"] == "http://bf-blockflow.blockflow-system.svc:8080"
     assert container["image"].endswith(":0.1.0")
+    assert deployment["spec"]["replicas"] == 2  # one leads, one stands by
+    assert env["BLOCKFLOW_LEADER_ELECTION"] == "true"
 
 
 def test_rbac_names_every_resource_and_verb_and_never_lists_secrets() -> None:
@@ -109,7 +111,12 @@ def test_optional_objects_appear_only_when_enabled() -> None:
 
 @pytest.mark.parametrize(
     ("values", "field"),
-    [({"replicas": 0}, "replicas"), ({"logLevel": "LOUD"}, "logLevel"), ({"imgae": {}}, "imgae")],
+    [
+        ({"replicas": 0}, "replicas"),
+        ({"leaseSeconds": 0}, "leaseSeconds"),
+        ({"logLevel": "LOUD"}, "logLevel"),
+        ({"imgae": {}}, "imgae"),
+    ],
 )
 def test_bad_values_are_refused_naming_the_field(values: dict[str, Any], field: str) -> None:
     with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmError) as refused:

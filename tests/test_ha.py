@@ -1,0 +1,73 @@
+"""Two replicas: one leads (holds the Lease), one stands by; kill -9 the leader and the
+standby takes over within the lease duration, with no run lost."""
+
+from __future__ import annotations
+
+import signal
+import time
+import urllib.error
+from collections.abc import Callable
+
+from tests.conftest import ControllerProcess, Kubectl, eventually
+from tests.workflow_helpers import get_run, http, secret_value, step, wait_phase, wait_run, workflow
+
+LEASE_SECONDS = 3
+
+
+def ready(controller: ControllerProcess) -> int | None:
+    try:
+        return http("GET", f"http://127.0.0.1:{controller.port}/readyz")[0]
+    except urllib.error.URLError:
+        return None
+
+
+def test_the_standby_takes_over_from_a_killed_leader_and_no_run_is_lost(
+    kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
+) -> None:
+    env = {
+        "BLOCKFLOW_LEADER_ELECTION": "true",
+        "BLOCKFLOW_LEASE_SECONDS": str(LEASE_SECONDS),
+        "BLOCKFLOW_CONTROLLER_NAMESPACE": namespace,  # the Lease and the token key live here
+        "BLOCKFLOW_LEASE_NAME": "blockflow-" + namespace[-6:],
+    }
+    leader = run_controller("--namespace", namespace, env=env)
+    eventually(lambda: ready(leader) == 200, what="the first replica leads")
+    standby = run_controller("--namespace", namespace, env=env)
+    standby.wait_for_log(lambda r: r.get("event", "").startswith("standing by"), what="standby")
+    assert ready(standby) == 503  # the Service sends nothing to a standby
+
+    kubectl.apply(
+        namespace,
+        workflow(
+            "ha",
+            {
+                "trigger": {"webhook": {}},
+                "steps": [
+                    {"name": "wait", "uses": {"type": "hook"}, "with": {"token": "go"}},
+                    {"name": "nap", "uses": {"type": "sleep"}, "with": {"seconds": 2}},
+                ],
+            },
+        ),
+    )
+    wait_phase(kubectl, namespace, "ha", "Activated")
+    url = secret_value(kubectl, namespace, "ha-workflow-signals", "triggerCallbackUrl")
+    name = http("POST", url, {})[1]["run"]
+    wait_run(kubectl, namespace, name, "waiting")
+
+    leader.proc.send_signal(signal.SIGKILL)
+    leader.proc.wait(timeout=10)
+    killed = time.monotonic()
+    eventually(lambda: ready(standby) == 200, timeout=30, what="the standby took over")
+    took_over = time.monotonic() - killed
+    assert took_over < 3 * LEASE_SECONDS + 5, took_over
+
+    key = secret_value(kubectl, namespace, "ha-workflow-signals", "hookKey")
+    hook = f"http://127.0.0.1:{standby.port}/hooks/go"
+    status, reply = http("POST", hook, {"ok": True}, headers={"Authorization": f"Bearer {key}"})
+    assert (status, reply) == (200, {"runs": {name: "completed"}})
+    done = wait_run(kubectl, namespace, name, "completed")
+    assert step(done, "nap")["state"] == "completed"
+    lease = kubectl.json("get", "lease", env["BLOCKFLOW_LEASE_NAME"], "-n", namespace)
+    assert lease["spec"]["holderIdentity"].endswith(f"-{standby.proc.pid}")
+    assert lease["spec"]["leaseTransitions"] >= 1
+    assert get_run(kubectl, namespace, name)["status"]["accounted"] == ["started", "finished"]
