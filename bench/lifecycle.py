@@ -942,20 +942,22 @@ class Bench:
         if self.controller is not None:
             await self.controller.stop()
         for namespace in self.namespaces:
-            with contextlib.suppress(BenchError, aiohttp.ClientError, TimeoutError):
-                await self._release_finalizers(namespace)
-            with contextlib.suppress(BenchError, aiohttp.ClientError, TimeoutError):
-                await self.kube.request("DELETE", f"/api/v1/namespaces/{namespace}", ok=(200, 202))
+            await drop_namespace(self.kube, namespace, ("blocks", "apps"), self.concurrency)
 
-    async def _release_finalizers(self, namespace: str) -> None:
-        """The controller is gone: drop its finalizers so the namespace can go."""
-        for plural in ("blocks", "apps"):
+
+async def drop_namespace(
+    kube: Kube, namespace: str, plurals: tuple[str, ...], concurrency: int
+) -> None:
+    """The controller is gone: drop its finalizers (so nothing waits for it), then delete the
+    namespace without waiting. Errors are ignored: cleanup never fails a benchmark."""
+    with contextlib.suppress(BenchError, aiohttp.ClientError, TimeoutError):
+        for plural in plurals:
             base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}"
-            items = (await self.kube.get_json(base)).get("items") or []
+            items = (await kube.get_json(base)).get("items") or []
             held = [o["metadata"]["name"] for o in items if o["metadata"].get("finalizers")]
 
             async def release(i: int, base: str = base, held: list[str] = held) -> None:
-                await self.kube.request(
+                await kube.request(
                     "PATCH",
                     f"{base}/{held[i]}",
                     {"metadata": {"finalizers": None}},
@@ -963,7 +965,9 @@ class Bench:
                     ok=(200, 404),
                 )
 
-            await run_pool(len(held), self.concurrency, release)
+            await run_pool(len(held), concurrency, release)
+    with contextlib.suppress(BenchError, aiohttp.ClientError, TimeoutError):
+        await kube.request("DELETE", f"/api/v1/namespaces/{namespace}", ok=(200, 202))
 
 
 def attribute_requests(delta: dict[MetricKey, float], n: int) -> dict[str, Any]:

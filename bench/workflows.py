@@ -68,6 +68,7 @@ from lifecycle import (
     MetricKey,
     control_plane_pids,
     create_namespace,
+    drop_namespace,
     load_credentials,
     median,
     metric_delta,
@@ -1130,28 +1131,9 @@ class Bench:
         if self.controller is not None:
             await self.controller.stop()
         for namespace in self.namespaces:
-            with contextlib.suppress(BenchError, aiohttp.ClientError, TimeoutError):
-                await self._release_finalizers(namespace)
-            with contextlib.suppress(BenchError, aiohttp.ClientError, TimeoutError):
-                await self.kube.request("DELETE", f"/api/v1/namespaces/{namespace}", ok=(200, 202))
-
-    async def _release_finalizers(self, namespace: str) -> None:
-        """The controller is gone: drop its finalizers so the namespace can go."""
-        for plural in ("workflows", "workflowruns"):
-            base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}"
-            items = (await self.kube.get_json(base)).get("items") or []
-            held = [o["metadata"]["name"] for o in items if o["metadata"].get("finalizers")]
-
-            async def release(i: int, base: str = base, held: list[str] = held) -> None:
-                await self.kube.request(
-                    "PATCH",
-                    f"{base}/{held[i]}",
-                    {"metadata": {"finalizers": None}},
-                    content_type="application/merge-patch+json",
-                    ok=(200, 404),
-                )
-
-            await run_pool(len(held), self.concurrency, release)
+            await drop_namespace(
+                self.kube, namespace, ("workflows", "workflowruns"), self.concurrency
+            )
 
 
 def attribute_requests(delta: dict[MetricKey, float], n: int) -> dict[str, Any]:

@@ -310,6 +310,16 @@ def run_controller(
             print("\n".join(controller.lines[-200:]))
 
 
+@pytest.fixture
+def service() -> Iterator[Any]:
+    """A step/trigger handler and effects server on loopback (tests/step_service.py)."""
+    from tests.step_service import StepService
+
+    server = StepService().start()
+    yield server
+    server.stop()
+
+
 # -- PostgreSQL --------------------------------------------------------------------------------
 
 from tests.conftest_pg import postgres  # noqa: E402, F401  (a throwaway server per session)

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import signal
 import time
-import urllib.error
 from collections.abc import Callable
 
 from tests.conftest import ControllerProcess, Kubectl, eventually
-from tests.workflow_helpers import get_run, http, secret_value, step, wait_phase, wait_run, workflow
+from tests.workflow_helpers import (
+    get_run,
+    http,
+    readyz,
+    secret_value,
+    step,
+    wait_phase,
+    wait_run,
+    workflow,
+)
 
 LEASE_SECONDS = 3
-
-
-def ready(controller: ControllerProcess) -> int | None:
-    try:
-        return http("GET", f"http://127.0.0.1:{controller.port}/readyz")[0]
-    except urllib.error.URLError:
-        return None
 
 
 def test_the_standby_takes_over_from_a_killed_leader_and_no_run_is_lost(
@@ -31,10 +32,10 @@ def test_the_standby_takes_over_from_a_killed_leader_and_no_run_is_lost(
         "BLOCKFLOW_LEASE_NAME": "blockflow-" + namespace[-6:],
     }
     leader = run_controller("--namespace", namespace, env=env)
-    eventually(lambda: ready(leader) == 200, what="the first replica leads")
+    eventually(lambda: readyz(leader) == 200, what="the first replica leads")
     standby = run_controller("--namespace", namespace, env=env)
     standby.wait_for_log(lambda r: r.get("event", "").startswith("standing by"), what="standby")
-    assert ready(standby) == 503  # the Service sends nothing to a standby
+    assert readyz(standby) == 503  # the Service sends nothing to a standby
 
     kubectl.apply(
         namespace,
@@ -57,7 +58,7 @@ def test_the_standby_takes_over_from_a_killed_leader_and_no_run_is_lost(
     leader.proc.send_signal(signal.SIGKILL)
     leader.proc.wait(timeout=10)
     killed = time.monotonic()
-    eventually(lambda: ready(standby) == 200, timeout=30, what="the standby took over")
+    eventually(lambda: readyz(standby) == 200, timeout=30, what="the standby took over")
     took_over = time.monotonic() - killed
     assert took_over < 3 * LEASE_SECONDS + 5, took_over
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import urllib.error
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,6 +25,8 @@ from tests.workflow_helpers import (
     http,
     runs,
     secret_value,
+    serving,
+    set_state,
     step,
     wait_phase,
     wait_run,
@@ -33,31 +34,8 @@ from tests.workflow_helpers import (
 )
 
 
-@pytest.fixture
-def service() -> Iterator[StepService]:
-    server = StepService().start()
-    yield server
-    server.stop()
-
-
 def base(controller: ControllerProcess) -> str:
     return f"http://127.0.0.1:{controller.port}"
-
-
-def ready_controller(
-    run_controller: Callable[..., ControllerProcess], namespace: str
-) -> ControllerProcess:
-    """The controller, watching only the test's namespace, once it serves."""
-    controller = run_controller("--namespace", namespace)
-
-    def ready() -> bool:
-        try:
-            return http("GET", base(controller) + "/readyz")[0] == 200
-        except urllib.error.URLError:
-            return False  # not listening yet
-
-    eventually(ready, what="readyz")
-    return controller
 
 
 def trigger_url(kubectl: Kubectl, namespace: str, name: str) -> str:
@@ -79,7 +57,7 @@ def test_a_webhook_run_uses_cel_and_the_http_step_sends_its_execution_id(
     run_controller: Callable[..., ControllerProcess],
     service: StepService,
 ) -> None:
-    controller = ready_controller(run_controller, namespace)
+    controller = serving(run_controller, namespace)
     kubectl.apply(
         namespace,
         workflow(
@@ -149,7 +127,7 @@ def test_a_webhook_run_uses_cel_and_the_http_step_sends_its_execution_id(
 def test_activation_is_refused_with_the_field_and_the_fix(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
-    ready_controller(run_controller, namespace)
+    serving(run_controller, namespace)
     kubectl.apply(
         namespace,
         workflow(
@@ -192,7 +170,7 @@ def cloud_event(event_id: str, data: dict[str, Any]) -> dict[str, Any]:
 def test_events_need_the_bearer_token_start_one_run_per_id_and_paused_workflows_ignore_them(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
-    controller = ready_controller(run_controller, namespace)
+    controller = serving(run_controller, namespace)
     kubectl.run(
         "create",
         "secret",
@@ -241,16 +219,7 @@ def test_events_need_the_bearer_token_start_one_run_per_id_and_paused_workflows_
     for run in found:
         wait_run(kubectl, namespace, run["metadata"]["name"], "completed")
 
-    kubectl.run(
-        "patch",
-        "workflow",
-        "deals",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"state":"Paused"}}',
-    )
+    set_state(kubectl, namespace, "deals", "Paused")
     wait_phase(kubectl, namespace, "deals", "Paused")
     status, reply = http("POST", url, cloud_event("3", {}), headers=auth)
     assert (status, reply) == (202, {"runs": 0})
@@ -270,7 +239,7 @@ def test_a_deferred_step_is_resumed_by_its_callback_and_only_then(
     run_controller: Callable[..., ControllerProcess],
     service: StepService,
 ) -> None:
-    ready_controller(run_controller, namespace)
+    serving(run_controller, namespace)
     kubectl.apply(
         namespace,
         service.app_manifest(),
@@ -338,7 +307,7 @@ def test_retryable_errors_retry_with_one_execution_id_and_fallback_runs_on_failu
     run_controller: Callable[..., ControllerProcess],
     service: StepService,
 ) -> None:
-    ready_controller(run_controller, namespace)
+    serving(run_controller, namespace)
     fast = {"maxAttempts": 3, "backoff": {"initialSeconds": 0.2, "factor": 2}}
     spec: dict[str, Any] = {
         "trigger": {"webhook": {}},
@@ -417,7 +386,7 @@ def test_a_trigger_block_activates_once_per_version_and_its_old_url_stops_after_
     run_controller: Callable[..., ControllerProcess],
     service: StepService,
 ) -> None:
-    ready_controller(run_controller, namespace)
+    serving(run_controller, namespace)
     spec = {
         "trigger": {"block": {"app": "svc", "type": "ticket", "config": {"queue": "support"}}},
         "steps": [{"name": "a", "uses": {"type": "sleep"}, "with": {"seconds": 0}}],
@@ -464,29 +433,11 @@ def test_a_trigger_block_activates_once_per_version_and_its_old_url_stops_after_
     assert http("POST", second_url, {"id": "T-2"})[0] == 202
 
     # Pause deactivates; an activation error keeps it off and is never deactivated.
-    kubectl.run(
-        "patch",
-        "workflow",
-        "tickets",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"state":"Paused"}}',
-    )
+    set_state(kubectl, namespace, "tickets", "Paused")
     wait_phase(kubectl, namespace, "tickets", "Paused")
     assert len(service.wait_for("deactivate", 2)) == 2
     service.controls.activate_error = "the ticket system is down"
-    kubectl.run(
-        "patch",
-        "workflow",
-        "tickets",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"state":"Active"}}',
-    )
+    set_state(kubectl, namespace, "tickets", "Active")
 
     def refused() -> dict[str, Any] | None:
         status = get_workflow(kubectl, namespace, "tickets")["status"]
@@ -514,7 +465,7 @@ def test_a_trigger_block_activates_once_per_version_and_its_old_url_stops_after_
 def test_hooks_need_the_hook_key_check_their_schema_and_approvals_record_who(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
-    controller = ready_controller(run_controller, namespace)
+    controller = serving(run_controller, namespace)
     kubectl.apply(
         namespace,
         workflow(
@@ -575,7 +526,7 @@ def test_hooks_need_the_hook_key_check_their_schema_and_approvals_record_who(
 def test_runs_queue_behind_concurrency_and_a_stopped_run_is_cancelled(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
-    ready_controller(run_controller, namespace)
+    serving(run_controller, namespace)
     kubectl.apply(
         namespace,
         workflow(
@@ -615,7 +566,7 @@ def test_blockflows_own_events_start_workflows_and_a_step_timeout_fails_the_run(
 ) -> None:
     """Block.ready starts one workflow; its run's step times out (a deferred step nobody
     calls back), the run fails, and WorkflowRun.failed starts another workflow."""
-    controller = ready_controller(run_controller, namespace)
+    controller = serving(run_controller, namespace)
     kubectl.apply(
         namespace,
         service.app_manifest(),
@@ -678,7 +629,7 @@ def test_blockflows_own_events_start_workflows_and_a_step_timeout_fails_the_run(
 def test_counters_stay_exact_under_concurrent_runs(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
-    ready_controller(run_controller, namespace)
+    serving(run_controller, namespace)
     kubectl.apply(
         namespace,
         workflow(
@@ -713,7 +664,7 @@ def test_counters_stay_exact_under_concurrent_runs(
 def test_a_signed_webhook_checks_its_hmac_and_answers_with_its_static_response(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
-    ready_controller(run_controller, namespace)
+    serving(run_controller, namespace)
     kubectl.run(
         "create", "secret", "generic", "github", "-n", namespace, "--from-literal=secret=hush"
     )
@@ -773,7 +724,7 @@ def test_a_high_failure_rate_is_an_event_and_archived_is_final(
     run_controller: Callable[..., ControllerProcess],
     service: StepService,
 ) -> None:
-    ready_controller(run_controller, namespace)
+    serving(run_controller, namespace)
     kubectl.apply(
         namespace,
         service.app_manifest(),
@@ -808,28 +759,10 @@ def test_a_high_failure_rate_is_an_event_and_archived_is_final(
     alert = wait_run(kubectl, namespace, paged, "completed")["spec"]["input"]
     assert alert["data"] == {"workflow": "fragile", "runs": 10, "failureRate": 0.2}
 
-    kubectl.run(
-        "patch",
-        "workflow",
-        "fragile",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"state":"Archived"}}',
-    )
+    set_state(kubectl, namespace, "fragile", "Archived")
     wait_phase(kubectl, namespace, "fragile", "Archived")
     assert http("POST", url, {"mode": "outcome"})[1]["ignored"] is True
-    kubectl.run(
-        "patch",
-        "workflow",
-        "fragile",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"state":"Active"}}',
-    )
+    set_state(kubectl, namespace, "fragile", "Active")
 
     def refused() -> dict[str, Any] | None:
         status = get_workflow(kubectl, namespace, "fragile")["status"]
@@ -847,7 +780,7 @@ def test_concurrency_skip_terminates_the_newcomer_and_replace_cancels_the_oldest
     namespace: str,
     run_controller: Callable[..., ControllerProcess],
 ) -> None:
-    ready_controller(run_controller, namespace)
+    serving(run_controller, namespace)
     kubectl.apply(
         namespace,
         workflow(

@@ -8,7 +8,7 @@ import json
 import signal
 import time
 import urllib.error
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,34 +23,12 @@ from tests.workflow_helpers import (
     patch_status,
     runs,
     secret_value,
+    serving,
     step,
     wait_phase,
     wait_run,
     workflow,
 )
-
-
-@pytest.fixture
-def service() -> Iterator[StepService]:
-    server = StepService().start()
-    yield server
-    server.stop()
-
-
-def started(
-    run_controller: Callable[..., ControllerProcess], namespace: str, port: int | None = None
-) -> ControllerProcess:
-    """The controller, watching only the test's namespace, once it serves."""
-    controller = run_controller("--namespace", namespace, port=port)
-
-    def ready() -> bool:
-        try:
-            return http("GET", f"http://127.0.0.1:{controller.port}/readyz")[0] == 200
-        except urllib.error.URLError:
-            return False
-
-    eventually(ready, what="controller ready")
-    return controller
 
 
 def kill(controller: ControllerProcess) -> None:
@@ -89,7 +67,7 @@ def start_durable_run(
     service: StepService,
     port: int,
 ) -> tuple[ControllerProcess, str]:
-    controller = started(run_controller, namespace, port)
+    controller = serving(run_controller, namespace, port)
     kubectl.apply(namespace, service.app_manifest(), durable_workflow(service))
     wait_phase(kubectl, namespace, "durable", "Activated")
     url = secret_value(kubectl, namespace, "durable-workflow-signals", "triggerCallbackUrl")
@@ -203,7 +181,7 @@ def test_kill_9_during_each_http_call_repeats_the_call_with_the_same_key_only(
         if fresh:  # its answer is a second away: the kill lands mid-call
             kill(controller)
             killed_during.update(fresh)
-            controller = started(run_controller, namespace, port)
+            controller = serving(run_controller, namespace, port)
         else:
             pay_callback_if_waiting(kubectl, namespace, name, service)
     assert len(killed_during) == 3
@@ -218,7 +196,7 @@ def test_a_schedule_catches_up_missed_slots_once_and_within_its_bound(
     namespace: str,
     run_controller: Callable[..., ControllerProcess],
 ) -> None:
-    controller = started(run_controller, namespace)
+    controller = serving(run_controller, namespace)
     every_minute = {"cron": "* * * * *", "maxCatchUp": 2}
     long = [{"name": "a", "uses": {"type": "sleep"}, "with": {"seconds": 3600}}]
     kubectl.apply(
@@ -261,7 +239,7 @@ def test_a_schedule_catches_up_missed_slots_once_and_within_its_bound(
         path = f"/apis/blockflow.dev/v1alpha1/namespaces/{namespace}/workflows/{name}"
         patch_status(cluster, path, {"lastScheduleTime": down_since.isoformat()})
 
-    controller = started(run_controller, namespace)
+    controller = serving(run_controller, namespace)
 
     def caught_up() -> list[dict[str, Any]] | None:
         new = [
@@ -309,7 +287,7 @@ def test_a_schedule_catches_up_missed_slots_once_and_within_its_bound(
 
     # A restart does not start the same slots again.
     controller.stop()
-    started(run_controller, namespace)
+    serving(run_controller, namespace)
     names = {r["metadata"]["name"] for r in runs(kubectl, namespace, "nightly")}
     scheduled = [
         datetime.fromisoformat(r["spec"]["input"]["scheduledTime"])
@@ -324,7 +302,7 @@ def test_a_run_created_by_hand_runs_a_job_step_until_the_job_reports_success(
     namespace: str,
     run_controller: Callable[..., ControllerProcess],
 ) -> None:
-    started(run_controller, namespace)
+    serving(run_controller, namespace)
     template = {
         "spec": {
             "template": {
@@ -383,7 +361,7 @@ def test_a_run_created_by_hand_runs_a_job_step_until_the_job_reports_success(
 def test_history_limits_delete_the_oldest_finished_runs_and_inactive_workflows_refuse_runs(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
-    started(run_controller, namespace)
+    serving(run_controller, namespace)
     kubectl.apply(
         namespace,
         workflow(

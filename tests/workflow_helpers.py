@@ -7,6 +7,7 @@ import base64
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,7 +15,7 @@ from lightkube import KubeConfig
 
 from controller.kube import connection_info
 from controller.kube_rest import MERGE_PATCH, RestClient
-from tests.conftest import Cluster, Kubectl, blockflow, eventually
+from tests.conftest import Cluster, ControllerProcess, Kubectl, blockflow, eventually
 
 
 def workflow(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -116,3 +117,26 @@ def patch_status(cluster: Cluster, path: str, status: dict[str, Any]) -> None:
     # Its own thread and loop: the test session's event loop is left alone.
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, patch()).result(timeout=30)
+
+
+def readyz(controller: ControllerProcess) -> int | None:
+    """The controller's /readyz status, or None while nothing listens yet."""
+    try:
+        return http("GET", f"http://127.0.0.1:{controller.port}/readyz")[0]
+    except urllib.error.URLError:
+        return None
+
+
+def serving(
+    run_controller: Callable[..., ControllerProcess], namespace: str, port: int | None = None
+) -> ControllerProcess:
+    """The controller, watching only the test's namespace, once it is ready."""
+    controller = run_controller("--namespace", namespace, port=port)
+    eventually(lambda: readyz(controller) == 200, what="the controller ready")
+    return controller
+
+
+def set_state(kubectl: Kubectl, namespace: str, name: str, state: str) -> None:
+    """Activate, pause or archive a workflow, as `kubectl patch` would."""
+    patch = json.dumps({"spec": {"state": state}})
+    kubectl.run("patch", "workflow", name, "-n", namespace, "--type=merge", "-p", patch)

@@ -77,7 +77,7 @@ class _Count:
     """A run's start or end waiting to be added to its Workflow's counters."""
 
     digest: str
-    what: str  # started | finished | phase
+    what: str  # started | finished | ignored | phase
     state: RunState | None
     done: asyncio.Future[None] | None = None
 
@@ -643,6 +643,10 @@ class RunRuntime:
         digest = hashlib.sha256(f"{run['metadata']['uid']}/{what}".encode()).hexdigest()[:16]
         await self._queue_count(wf_key, _Count(digest, what, status.state))
 
+    async def count_ignored(self, wf_key: Key) -> None:
+        """An event (or schedule slot) the workflow ignored, counted by the same writer."""
+        await self._queue_count(wf_key, _Count("", "ignored", None))
+
     async def _queue_count(self, wf_key: Key, count: _Count) -> None:
         """Hand a count (or, with what="phase", a re-check of the phase after a run's final
         write) to the Workflow's one writer of counters and phase, and wait for it."""
@@ -680,7 +684,9 @@ class RunRuntime:
                 return
             current = workflow.get("status") or {}
             counted = list(current.get("counted") or [])
-            new = [c for c in batch if c.what != "phase" and c.digest not in counted]
+            new = [c for c in batch if c.what in ("started", "finished")]
+            new = [c for c in new if c.digest not in counted]
+            ignored = sum(c.what == "ignored" for c in batch)
             started = sum(c.what == "started" for c in new)
             ended = [c for c in new if c.what == "finished"]
             patch: dict[str, Any] = {
@@ -699,9 +705,11 @@ class RunRuntime:
             # phase is computed here, by the one writer, from the index as it is now.
             patch["phase"] = self.phase(workflow, extra_active=started - len(ended))
             if not new:
-                if patch["phase"] == current.get("phase"):
-                    return
                 patch = {"phase": patch["phase"]}
+            if ignored:
+                patch["ignoredCount"] = int(current.get("ignoredCount") or 0) + ignored
+            elif not new and patch["phase"] == current.get("phase"):
+                return
             try:
                 updated = await self.api.patch_status_checked(workflow, patch)
             except KubeApiError as exc:

@@ -333,24 +333,7 @@ class WorkflowRuntime:
             return str(created["metadata"]["name"])
 
     async def _count_ignored(self, key: Key) -> None:
-        async with self._lock(key):
-            for _ in range(10):
-                body = self.lifecycle.store.get(key)
-                if body is None:
-                    return
-                count = int((body.get("status") or {}).get("ignoredCount") or 0) + 1
-                try:
-                    updated = await self.api.patch_status_checked(body, {"ignoredCount": count})
-                except KubeApiError as exc:
-                    if exc.code != 409:
-                        raise
-                    fresh = await self.api.get("Workflow", key.namespace, key.name)
-                    if fresh is None:
-                        return
-                    self.lifecycle.store.upsert(fresh)
-                    continue
-                self.lifecycle.store.upsert(updated)
-                return
+        await self.runs.count_ignored(key)
 
     # -- schedules ---------------------------------------------------------------------------
 
