@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_NAMESPACE ?= blockflow-demo
 BLOCKFLOW_HTTP_PORT ?= 8080
+BLOCKFLOW_ADMISSION_PORT ?= 8443
 DEMO_CRM_PORT ?= 8090
 KUBECTL := hack/kubectl
 PYTEST_ARGS ?=
@@ -64,6 +65,10 @@ demo: control-plane
 	@$(KUBECTL) create namespace $(DEMO_NAMESPACE) --dry-run=client -o yaml | $(KUBECTL) apply -f - >/dev/null
 	@$(KUBECTL) apply -n $(DEMO_NAMESPACE) -f examples/demo/
 	@sed 's/127\.0\.0\.1:8090/127.0.0.1:$(DEMO_CRM_PORT)/' examples/onboarding/workflow.yaml | $(KUBECTL) apply -n $(DEMO_NAMESPACE) -f -
+	@# The validating webhook, served by the controller below (Ignore: once it stops, applies
+	@# in this local plane go through unchecked instead of failing).
+	@KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig $(VENV)/bin/blockflow admission local \
+	  --port $(BLOCKFLOW_ADMISSION_PORT) --dir .local/admission >/dev/null
 	@# The example CRM runs in the background for as long as the controller does.
 	@if (exec 3<>/dev/tcp/127.0.0.1/$(DEMO_CRM_PORT)) 2>/dev/null; then \
 	  echo "port $(DEMO_CRM_PORT) of the example CRM is in use (another make demo?); DEMO_CRM_PORT=... picks another" >&2; exit 1; \
@@ -90,8 +95,11 @@ demo: control-plane
 	echo "  curl -si $$api/hooks/deal:42 -H \"Authorization: Bearer \$$HOOK_KEY\" -H 'Content-Type: application/json' -d '{\"decision\":\"approve\",\"by\":\"ada\"}'"; \
 	echo "  curl -s http://127.0.0.1:$(DEMO_CRM_PORT)/customers"; \
 	echo; \
-	echo "KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig BLOCKFLOW_HTTP_PORT=$(BLOCKFLOW_HTTP_PORT) $(VENV)/bin/blockflow run"; \
-	KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig BLOCKFLOW_HTTP_PORT=$(BLOCKFLOW_HTTP_PORT) $(VENV)/bin/blockflow run
+	echo "Admission: an invalid workflow is refused at apply time, e.g."; \
+	echo "  kubectl patch workflow onboarding -n $(DEMO_NAMESPACE) --type=merge -p '{\"spec\":{\"trigger\":{\"event\":null,\"schedule\":{\"cron\":\"0 25 * * *\"}}}}'"; \
+	echo; \
+	run="KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig BLOCKFLOW_HTTP_PORT=$(BLOCKFLOW_HTTP_PORT) BLOCKFLOW_ADMISSION_PORT=$(BLOCKFLOW_ADMISSION_PORT) BLOCKFLOW_ADMISSION_CERT_DIR=$(CURDIR)/.local/admission $(VENV)/bin/blockflow run"; \
+	echo "$$run"; eval "$$run"
 
 down:
 	@hack/control-plane.sh down

@@ -54,7 +54,7 @@ def _cmd_version(_: argparse.Namespace) -> int:
 
 
 def build_parser(prog: str = "blockflow") -> argparse.ArgumentParser:
-    from controller import cli_overview, cli_workflows  # stdlib-only at import
+    from controller import cli_admission, cli_overview, cli_workflows  # stdlib-only at import
 
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -83,6 +83,7 @@ def build_parser(prog: str = "blockflow") -> argparse.ArgumentParser:
     cli_workflows.add_run_verbs(run)
     cli_workflows.add_workflow_commands(sub)
     cli_overview.add_overview_commands(sub)
+    cli_admission.add_admission_commands(sub)
 
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions (or write them to DIR)")
     crds.add_argument("output", nargs="?", type=Path, default=None, metavar="DIR")

@@ -21,8 +21,10 @@ from typing import Any
 
 import aiohttp
 import kopf
+from aiohttp import web
 from pydantic import ValidationError
 
+from controller.admission.webhook import build_admission_app, tls_context
 from controller.api.kinds import ALL_KINDS, GROUP, VERSION, KindInfo
 from controller.handlers.transport import Transport
 from controller.kube import connection_info
@@ -177,6 +179,7 @@ async def run_operator(
             crash_after_run_writes=config.crash_after_run_writes,
         )
         runtime.workflows = workflows
+        admission = await _serve_admission(config, runtime)
         server = await serve(
             build_app(workflows, max_body_bytes=config.max_body_bytes),
             config.http_host,
@@ -195,6 +198,8 @@ async def run_operator(
             workflows.not_ready_because = "standing by: another replica holds the lease"
             if not await _until_stopped(elector.acquire(), stop_flag):
                 await server.cleanup()
+                if admission is not None:
+                    await admission.cleanup()
                 await client.close()
                 return
             keeper = asyncio.create_task(_keep_leading(elector), name="leader-lease")
@@ -208,6 +213,8 @@ async def run_operator(
             starting.cancel()
             await workflows.stop()
             await server.cleanup()
+            if admission is not None:
+                await admission.cleanup()
 
         try:
             await kopf.operator(
@@ -222,6 +229,20 @@ async def run_operator(
             await cleanup()  # normally already done by the cleanup handler
             await runtime.stop()
             await client.close()
+
+
+async def _serve_admission(config: Settings, runtime: LifecycleRuntime) -> web.AppRunner | None:
+    """The HTTPS validating webhook, when configured (``admission_port``)."""
+    if config.admission_port is None or config.admission_cert_dir is None:
+        return None
+    runner = await serve(
+        build_admission_app(runtime.block_types),
+        config.http_host,
+        config.admission_port,
+        ssl_context=tls_context(config.admission_cert_dir),
+    )
+    log.info("admission webhook listening", port=bound_port(runner), path="/validate")
+    return runner
 
 
 async def _until_stopped(

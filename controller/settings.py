@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -60,6 +61,21 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         default=15.0, ge=1, le=300, description="How long a leader that stopped renewing holds on."
     )
+    admission_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description=(
+            "Port of the HTTPS validating admission webhook (on http_host); unset: no webhook."
+        ),
+    )
+    admission_cert_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Directory holding the webhook's serving certificate as tls.crt and tls.key "
+            "(a mounted TLS Secret, or what `blockflow admission local` made)."
+        ),
+    )
     crash_after_run_writes: int | None = Field(
         default=None,
         ge=1,
@@ -68,6 +84,15 @@ class Settings(BaseSettings):
             "after this many WorkflowRun status writes. Never set it in production."
         ),
     )
+
+    @model_validator(mode="after")
+    def _admission_needs_a_cert(self) -> Settings:
+        if self.admission_port is not None and self.admission_cert_dir is None:
+            raise ValueError(
+                "BLOCKFLOW_ADMISSION_PORT is set but BLOCKFLOW_ADMISSION_CERT_DIR is not: "
+                "the webhook serves HTTPS; point it at a directory with tls.crt and tls.key"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

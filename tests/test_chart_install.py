@@ -69,6 +69,14 @@ def test_install_grants_what_the_controller_needs_and_nothing_else(
     assert [a for a in allowed if not can(*a)] == []
     assert [r for r in refused if can(*r)] == []
 
+    # The admission webhook: registered with the CA of the Secret the chart made.
+    webhook = f"{fullname}-{namespace}"[:63].rstrip("-")  # cluster-scoped: one per release
+    secret = kubectl.json("get", "secret", f"{fullname}-admission", "-n", namespace)
+    registered = kubectl.json("get", "validatingwebhookconfiguration", webhook)
+    (hook,) = registered["webhooks"]
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    assert hook["clientConfig"]["service"]["name"] == fullname
+
     upgraded = cfg.upgrade(CHART, name, {"logLevel": "DEBUG"}, namespace=namespace)
     assert upgraded["revision"] == 2
     deployment = kubectl.json("get", "deployment", fullname, "-n", namespace)
@@ -77,8 +85,15 @@ def test_install_grants_what_the_controller_needs_and_nothing_else(
         for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["BLOCKFLOW_LOG_LEVEL"] == "DEBUG"
+    # An upgrade keeps the certificate: replicas still serving it stay trusted.
+    kept = kubectl.json("get", "secret", f"{fullname}-admission", "-n", namespace)
+    assert kept["data"] == secret["data"]
+    (hook,) = kubectl.json("get", "validatingwebhookconfiguration", webhook)["webhooks"]
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
 
     cfg.uninstall(name)
     gone = kubectl.run("get", "clusterrole", fullname, check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
+    gone = kubectl.run("get", "validatingwebhookconfiguration", webhook, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
     assert kubectl.run("get", "deployment", fullname, "-n", namespace, check=False).returncode != 0

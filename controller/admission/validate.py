@@ -31,7 +31,12 @@ Offered = Callable[[str], dict[str, BlockTypeSpec] | None]
 
 
 def refusals(body: Body, old: Body | None, offered: Offered) -> list[str]:
-    """Why this create/update must be refused (empty: allowed)."""
+    """Why this create/update must be refused (empty: allowed).
+
+    An update that leaves ``spec`` alone (finalizers, labels, annotations) is always allowed:
+    an object admitted before a rule existed must still be deletable and labelable."""
+    if old is not None and old.get("spec") == body.get("spec"):
+        return []
     kind = body.get("kind")
     namespace = (body.get("metadata") or {}).get("namespace") or ""
     spec = body.get("spec") or {}
@@ -42,6 +47,24 @@ def refusals(body: Body, old: Body | None, offered: Offered) -> list[str]:
     if kind == "Workflow":
         return _workflow_errors(body, old, offered)
     return []
+
+
+def referenced_apps(body: Body) -> set[str]:
+    """The App names whose block types :func:`refusals` may ask ``offered`` about."""
+    spec = body.get("spec") or {}
+    if body.get("kind") == "Block":
+        return {str(spec["app"])} if spec.get("app") else set()
+    if body.get("kind") != "Workflow":
+        return set()
+    apps = set()
+    for step in [*(spec.get("steps") or []), *(spec.get("fallback") or [])]:
+        uses = step.get("uses") if isinstance(step, dict) else None
+        if isinstance(uses, dict) and uses.get("app"):
+            apps.add(str(uses["app"]))
+    block = (spec.get("trigger") or {}).get("block")
+    if isinstance(block, dict) and block.get("app"):
+        apps.add(str(block["app"]))
+    return apps
 
 
 def _ref_errors(config: Any, namespace: str) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import ssl
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -686,13 +687,16 @@ def build_app(
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start serving ``app`` on ``host:port`` (0: any free port); the caller cleans up the
-    returned runner (``await runner.cleanup()``). No access log: URLs carry secret tokens."""
+async def serve(
+    app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
+    """Start serving ``app`` on ``host:port`` (0: any free port), over TLS with ``ssl_context``;
+    the caller cleans up the returned runner (``await runner.cleanup()``). No access log: URLs
+    carry secret tokens."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
     except BaseException:
         await runner.cleanup()

@@ -96,6 +96,13 @@ EVENTS_RECEIVED = Counter(
     registry=REGISTRY,
 )
 
+ADMISSION_REVIEWS = Counter(
+    "blockflow_admission_reviews",
+    "AdmissionReviews answered by the validating webhook, by kind and whether allowed.",
+    ["kind", "allowed"],
+    registry=REGISTRY,
+)
+
 
 def render() -> tuple[bytes, str]:
     """The Prometheus text exposition of :data:`REGISTRY`: (payload, content type)."""

@@ -32,6 +32,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from controller.pki import PkiError, make_ca, make_serving_cert, openssl
+
 K8S_VERSION = os.environ.get("BLOCKFLOW_K8S_VERSION", "1.20.2")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STATE_DIR = REPO_ROOT / ".local" / "control-plane"
@@ -130,15 +132,6 @@ def free_port() -> int:
 def _env_port(name: str) -> int:
     value = os.environ.get(name)
     return int(value) if value else free_port()
-
-
-def _run_openssl(*args: str) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise ControlPlaneError(
-            "openssl not found: install it (Debian/Ubuntu: apt-get install openssl)."
-        )
-    subprocess.run([openssl, *args], check=True, capture_output=True)
 
 
 @dataclass
@@ -372,62 +365,25 @@ class ControlPlane:
 
     def _make_pki(self) -> None:
         """A CA, a serving cert for 127.0.0.1/localhost and a service-account key."""
-        self.pki.mkdir(parents=True, exist_ok=True)
         pki = self.pki
-        _run_openssl("genrsa", "-out", str(pki / "ca.key"), "2048")
-        _run_openssl(
-            "req",
-            "-x509",
-            "-new",
-            "-nodes",
-            "-key",
-            str(pki / "ca.key"),
-            "-sha256",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=blockflow-local-ca",
-            "-out",
-            str(pki / "ca.crt"),
-        )
-        _run_openssl("genrsa", "-out", str(pki / "apiserver.key"), "2048")
-        _run_openssl(
-            "req",
-            "-new",
-            "-key",
-            str(pki / "apiserver.key"),
-            "-subj",
-            "/CN=kube-apiserver",
-            "-out",
-            str(pki / "apiserver.csr"),
-        )
-        ext = pki / "apiserver.ext"
-        ext.write_text(
-            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
-            "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
-            "extendedKeyUsage=serverAuth\n"
-        )
-        _run_openssl(
-            "x509",
-            "-req",
-            "-in",
-            str(pki / "apiserver.csr"),
-            "-CA",
-            str(pki / "ca.crt"),
-            "-CAkey",
-            str(pki / "ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "3650",
-            "-sha256",
-            "-extfile",
-            str(ext),
-            "-out",
-            str(pki / "apiserver.crt"),
-        )
-        _run_openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
-        for key in pki.glob("*.key"):
-            os.chmod(key, 0o600)
+        try:
+            make_ca(pki, "blockflow-local-ca")
+            make_serving_cert(
+                pki,
+                "apiserver",
+                "kube-apiserver",
+                [
+                    "IP:127.0.0.1",
+                    "DNS:localhost",
+                    "DNS:kubernetes",
+                    "DNS:kubernetes.default",
+                    "DNS:kubernetes.default.svc",
+                ],
+            )
+            openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
+        except PkiError as exc:
+            raise ControlPlaneError(str(exc)) from exc
+        os.chmod(pki / "sa.key", 0o600)
 
     def _write_kubeconfig(self, path: Path, server: str, user: str, token: str) -> None:
         import base64

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.admission.validate import refusals
+from controller.admission.registration import webhook_configuration
+from controller.admission.validate import referenced_apps, refusals
 from controller.handlers.protocol import BlockTypeSpec
 
 OFFERED = {
@@ -90,3 +91,41 @@ def test_archived_is_final() -> None:
     old = body("Workflow", {**spec, "state": "Archived"}, {"phase": "Archived"})
     (message,) = refusals(body("Workflow", spec), old, offered)
     assert "Archived is final" in message
+
+
+def test_an_update_that_leaves_spec_alone_is_allowed_even_if_the_object_is_invalid() -> None:
+    """Finalizers and labels must still change on an object admitted before a rule existed."""
+    invalid = body("Block", {"app": "storage", "type": "bukket"})
+    relabelled = {**invalid, "metadata": {**invalid["metadata"], "labels": {"a": "b"}}}
+    assert refusals(relabelled, invalid, offered) == []
+    assert refusals(invalid, None, offered) != []
+
+
+def test_referenced_apps_are_those_of_block_steps_fallbacks_and_trigger_blocks() -> None:
+    assert referenced_apps(body("Block", {"app": "storage", "type": "bucket"})) == {"storage"}
+    workflow = body(
+        "Workflow",
+        {
+            "trigger": {"block": {"app": "git", "type": "push"}},
+            "steps": [{"name": "a", "uses": {"app": "storage", "type": "scan"}}],
+            "fallback": [{"name": "f", "uses": {"app": "chat", "type": "say"}}, "junk"],
+        },
+    )
+    assert referenced_apps(workflow) == {"git", "storage", "chat"}
+    assert referenced_apps(body("App", {})) == set()
+
+
+def test_the_local_webhook_configuration_is_scoped_and_trusts_the_ca() -> None:
+    config = webhook_configuration(
+        "t",
+        "https://127.0.0.1:1/validate",
+        b"PEM",
+        failure_policy="Fail",
+        namespace_labels={"team": "a"},
+    )
+    (hook,) = config["webhooks"]
+    assert hook["namespaceSelector"] == {"matchLabels": {"team": "a"}}
+    assert hook["clientConfig"] == {"url": "https://127.0.0.1:1/validate", "caBundle": "UEVN"}
+    assert hook["rules"][0]["resources"] == ["apps", "blocks", "workflows"]
+    assert hook["failurePolicy"] == "Fail"
+    assert "namespaceSelector" not in webhook_configuration("t", "u", b"")["webhooks"][0]

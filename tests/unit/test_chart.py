@@ -9,6 +9,8 @@ import helm_python as helm
 import pytest
 import yaml
 
+from controller.admission.registration import RULES
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "blockflow"
 
@@ -109,6 +111,68 @@ def test_optional_objects_appear_only_when_enabled() -> None:
     assert of_kind(enabled, "NetworkPolicy") and of_kind(enabled, "ServiceMonitor")
 
 
+def test_the_admission_webhook_is_registered_with_the_controllers_rules_and_a_trusted_cert() -> (
+    None
+):
+    import base64
+    import contextlib
+    import ssl
+    import tempfile
+
+    docs = render()
+    (config,) = of_kind(docs, "ValidatingWebhookConfiguration")
+    (hook,) = config["webhooks"]
+    assert hook["rules"] == RULES, "the chart and controller/admission/registration.py disagree"
+    assert hook["failurePolicy"] == "Fail"
+    assert hook["clientConfig"]["service"] == {
+        "name": "bf-blockflow",
+        "namespace": "blockflow-system",
+        "path": "/validate",
+        "port": 443,
+    }
+    assert "namespaceSelector" not in hook  # the whole cluster, as the controller watches
+    (secret,) = [
+        d for d in of_kind(docs, "Secret") if d["metadata"]["name"] == "bf-blockflow-admission"
+    ]
+    assert secret["data"]["ca.crt"] == hook["clientConfig"]["caBundle"]
+    # The serving certificate verifies against the CA for the Service's DNS name.
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {name: Path(tmp, name) for name in ("ca.crt", "tls.crt", "tls.key")}
+        for name, path in files.items():
+            path.write_bytes(base64.b64decode(secret["data"][name]))
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(files["tls.crt"], files["tls.key"])
+        client = ssl.create_default_context(cafile=str(files["ca.crt"]))
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        back_in, back_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        c = client.wrap_bio(incoming, outgoing, server_hostname="bf-blockflow.blockflow-system.svc")
+        srv = server.wrap_bio(back_in, back_out, server_side=True)
+        for _ in range(6):  # a handshake in memory: raises if the name or the chain is wrong
+            for side in (c, srv):
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    side.do_handshake()
+            back_in.write(outgoing.read())
+            incoming.write(back_out.read())
+        assert c.version() is not None
+
+    (deployment,) = of_kind(docs, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["BLOCKFLOW_ADMISSION_PORT"] == "8443"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["admission-cert"] == env["BLOCKFLOW_ADMISSION_CERT_DIR"]
+
+    sharded = render({"watchNamespaces": ["team-a"], "admission": {"failurePolicy": "Ignore"}})
+    (hook,) = of_kind(sharded, "ValidatingWebhookConfiguration")[0]["webhooks"]
+    assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["team-a"]
+    assert hook["failurePolicy"] == "Ignore"
+    off = render({"admission": {"enabled": False}})
+    assert not of_kind(off, "ValidatingWebhookConfiguration")
+    (deployment,) = of_kind(off, "Deployment")
+    names = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "BLOCKFLOW_ADMISSION_PORT" not in names
+
+
 @pytest.mark.parametrize(
     ("values", "field"),
     [
@@ -116,6 +180,7 @@ def test_optional_objects_appear_only_when_enabled() -> None:
         ({"leaseSeconds": 0}, "leaseSeconds"),
         ({"logLevel": "LOUD"}, "logLevel"),
         ({"imgae": {}}, "imgae"),
+        ({"admission": {"failurePolicy": "Sometimes"}}, "failurePolicy"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(values: dict[str, Any], field: str) -> None:

@@ -52,3 +52,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: ["jobs"]
   verbs: ["get", "create"]
 {{- end -}}
+
+{{- define "blockflow.admissionSecret" -}}
+{{- default (printf "%s-admission" (include "blockflow.fullname" .)) .Values.admission.existingSecret -}}
+{{- end -}}
