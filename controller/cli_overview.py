@@ -111,7 +111,7 @@ def _prompts(kind: str, item: dict[str, Any]) -> list[dict[str, Any]]:
                 "kind": kind,
                 "name": item["metadata"]["name"],
                 "key": prompt.get("key"),
-                "description": prompt.get("message"),
+                "description": prompt.get("description"),
                 "url": (prompt.get("redirect") or {}).get("url"),
             }
         )

@@ -35,6 +35,7 @@ from controller.runtime.leader import LeaderElector, LostLeadership
 from controller.runtime.reconciler import LifecycleRuntime
 from controller.server.app import bound_port, build_app, serve
 from controller.settings import Settings
+from controller.ui import ChangeFeed, ui_routes
 from controller.workflows.activator import TokenKeys
 from controller.workflows.runtime import WorkflowRuntime
 
@@ -99,6 +100,21 @@ def _feeder(
     return feed
 
 
+def _notifying(
+    handler: EventHandler, kind: str, on_change: Callable[[str, dict[str, Any], str | None], None]
+) -> EventHandler:
+    """The handler, then ``on_change`` (the web page's live updates) with the same event."""
+
+    async def notify(**kwargs: Any) -> None:
+        try:
+            await handler(**kwargs)
+        finally:
+            event = kwargs["event"]
+            on_change(kind, event["object"], event.get("type"))
+
+    return notify
+
+
 LIFECYCLE_KINDS = ("App", "Block")
 
 
@@ -108,6 +124,7 @@ def build_registry(
     stop_flag: asyncio.Event | threading.Event | None = None,
     workflows: WorkflowRuntime | None = None,
     on_cleanup: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    on_change: Callable[[str, dict[str, Any], str | None], None] | None = None,
 ) -> kopf.OperatorRegistry:
     """A registry with Blockflow's handlers, independent of kopf's global default registry."""
     registry = kopf.OperatorRegistry()
@@ -118,6 +135,8 @@ def build_registry(
             if runtime is not None and info.kind in fed
             else _observer(info)
         )
+        if on_change is not None:
+            handler = _notifying(handler, info.kind, on_change)
         kopf.on.event(GROUP, VERSION, info.plural, registry=registry, id=f"watch-{info.singular}")(
             handler
         )
@@ -161,13 +180,14 @@ async def run_operator(
     client = RestClient(connection_info, limit=max(config.workers, 8) + 8)
     async with aiohttp.ClientSession() as http_session:
         api = KubeApi(client)
+        base_url = config.public_url or f"http://{config.http_host}:{config.http_port}"
         runtime = LifecycleRuntime(
             api,
             workers=config.workers,
             http_transport_factory=http_transport_factory(http_session),
+            public_url=base_url,
         )
         key = await token_key(api, config)
-        base_url = config.public_url or f"http://{config.http_host}:{config.http_port}"
         workflows = WorkflowRuntime(
             api,
             runtime,
@@ -179,13 +199,27 @@ async def run_operator(
             crash_after_run_writes=config.crash_after_run_writes,
         )
         runtime.workflows = workflows
+        feed = ChangeFeed()  # the web page's live updates, fed by the watches below
         admission = await _serve_admission(config, runtime)
         server = await serve(
-            build_app(workflows, max_body_bytes=config.max_body_bytes),
+            build_app(
+                workflows,
+                max_body_bytes=config.max_body_bytes,
+                extra=ui_routes(
+                    client,
+                    key=key,
+                    feed=feed,
+                    workflows=workflows,
+                    namespaces=config.namespaces,
+                    public_url=config.public_url,
+                ),
+            ),
             config.http_host,
             config.http_port,
         )
-        log.info("http server listening", url=base_url, port=bound_port(server))
+        log.info(
+            "http server listening", url=base_url, port=bound_port(server), page=f"{base_url}/ui/"
+        )
         keeper: asyncio.Task[None] | None = None
         if config.leader_election:
             elector = LeaderElector(
@@ -218,7 +252,9 @@ async def run_operator(
 
         try:
             await kopf.operator(
-                registry=build_registry(config, runtime, stop_flag, workflows, cleanup),
+                registry=build_registry(
+                    config, runtime, stop_flag, workflows, cleanup, on_change=feed.notify
+                ),
                 clusterwide=not config.namespaces,
                 namespaces=config.namespaces,
                 standalone=config.standalone,

@@ -645,3 +645,68 @@ def test_an_http_handler_asks_for_a_sync_over_the_controllers_entity_endpoint(
     assert len(handler.received("sync", kind="Block", name="assets")) == syncs
     assert post(sign(body, key.encode())) == 202
     handler.wait_for(syncs + 1, "sync", name="assets")
+
+
+def _call(method: str, url: str, *, body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request, redirects not followed: (status, headers, body)."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    request = urllib.request.Request(url, data=body, method=method)
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_the_apps_http_endpoint_reaches_an_http_handler_with_state_prompts_and_timers(
+    kubectl: Kubectl,
+    namespace: str,
+    run_controller: StartController,
+    handler: HandlerServer,
+    key: str,
+) -> None:
+    install(kubectl, namespace, key, http_app(handler.url))
+    controller = run_controller("--namespace", namespace)
+    kubectl_wait_ready(kubectl, namespace, "app/storage")
+    base = f"http://127.0.0.1:{controller.port}/apps/{namespace}/storage/http"
+
+    # KV state survives between requests; the handler sees the path after /http.
+    for visit in (1, 2):
+        status, headers, body = _call("GET", f"{base}/hello?name=ada")
+        assert status == 200, body
+        assert json.loads(body) == {"hello": "ada", "visits": visit}
+    (seen,) = [r.body or {} for r in handler.received("http")][-1:]
+    assert seen["request"]["path"] == "/hello"
+    assert seen["entity"]["http"]["url"] == base
+    assert seen["entity"]["installationUrl"].endswith(f"/ui/namespaces/{namespace}/apps/storage")
+
+    status, _, body = _call("GET", f"{base}/nowhere")
+    assert (status, body) == (404, b"no route GET /nowhere")
+    status, _, body = _call(
+        "GET", f"http://127.0.0.1:{controller.port}/apps/{namespace}/nope/http/x"
+    )
+    assert status == 404 and b"App nope not found" in body
+
+    # A prompt and a timer tied to it: both in status; when the timer fires, the prompt goes.
+    status, headers, _ = _call("POST", f"{base}/remind?seconds=1.5")
+    assert status == 303 and headers["Location"].endswith("/apps/storage")
+    app = get(kubectl, namespace, "app", "storage")
+    assert [p["key"] for p in app["status"]["prompts"]] == ["reminder"]
+    assert [t["key"] for t in app["status"]["timers"]] == ["remind"]
+    done = wait_for(
+        kubectl,
+        namespace,
+        "app",
+        "storage",
+        lambda obj: lifecycle(obj).get("description") == "Reminded",
+        what="reminded",
+    )
+    assert done["status"]["prompts"] == [] and done["status"]["timers"] == []
+    (fired,) = [r.body or {} for r in handler.received("timer")]
+    assert fired["timer"]["prompt"]["key"] == "reminder"
+    assert fired["timer"]["payload"] == {"note": "done"}

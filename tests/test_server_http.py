@@ -66,6 +66,11 @@ class RecordingBackend:
     ) -> Reply:
         return await self._answer("entity_sync", (namespace, kind, name), request)
 
+    async def app_http(
+        self, namespace: str, app: str, path: str, request: IncomingRequest
+    ) -> Reply:
+        return await self._answer("app_http", (namespace, app, path), request)
+
     def readiness(self) -> tuple[bool, str]:
         return self.ready
 
@@ -321,6 +326,10 @@ async def test_openapi_describes_every_route(server: Server) -> None:
         ("GET", "/readyz"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
+        *(
+            (method, "/apps/{namespace}/{app}/http/{path}")
+            for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        ),
     } == documented
     operation_ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
     assert len(set(operation_ids)) == len(operation_ids)

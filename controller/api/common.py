@@ -159,11 +159,35 @@ class PromptRedirect(ApiModel):
 
 
 class Prompt(ApiModel):
-    """A clickable request for a person (e.g. an OAuth consent link), set by the handler."""
+    """A clickable request for a person (e.g. an OAuth consent link), set by the handler.
 
-    key: str = Field(description="Stable key of the prompt; the handler deletes it by key.")
-    message: str | None = Field(default=None, description="What the person is asked to do.")
+    It stays in ``status.prompts`` until a reply deletes it by key (``promptDeletes``)."""
+
+    key: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Stable key of the prompt; a prompt with the same key replaces it.",
+    )
+    description: str | None = Field(
+        default=None, max_length=1024, description="What the person is asked to do."
+    )
     redirect: PromptRedirect | None = Field(default=None, description="Where the prompt leads.")
+
+
+class TimerStatus(ApiModel):
+    """A timer a handler set: when it falls due the controller calls the handler's `timer`."""
+
+    key: str = Field(description="The timer's key; setting a timer with this key replaces it.")
+    due_time: datetime = Field(description="When the handler's `timer` operation is called.")
+    payload: FreeFormObject | None = Field(
+        default=None, description="Handed back to the handler when the timer fires."
+    )
+    prompt_key: str | None = Field(
+        default=None, description="The prompt the timer belongs to (e.g. its expiry)."
+    )
+    attempts: int = Field(
+        default=0, ge=0, description="Failed `timer` calls so far (retried with backoff)."
+    )
 
 
 class EntityStatus(ApiModel):
@@ -186,6 +210,9 @@ class EntityStatus(ApiModel):
     )
     prompts: list[Prompt] = Field(
         default_factory=list, description="Open prompts that wait for a person."
+    )
+    timers: list[TimerStatus] = Field(
+        default_factory=list, description="Timers the handler set, kept across restarts."
     )
     state_secret_name: str | None = Field(
         default=None, description="The Secret (owned by this entity) holding the handler's state."

@@ -19,7 +19,9 @@ from controller.api.common import ApiModel, LifecycleState, Prompt
 
 PROTOCOL_VERSION: Final = "blockflow.dev/handler/v1"
 
-Operation = Literal["sync", "drain", "execute", "finish", "activate", "deactivate", "trigger"]
+Operation = Literal[
+    "sync", "drain", "execute", "finish", "activate", "deactivate", "trigger", "http", "timer"
+]
 
 
 class StrictReply(ApiModel):
@@ -29,6 +31,17 @@ class StrictReply(ApiModel):
 
 
 # -- inputs -------------------------------------------------------------------------------------
+
+
+class AppHttp(ApiModel):
+    """An App's HTTP endpoint on the controller."""
+
+    url: str = Field(
+        description=(
+            "Base URL: any request to <url>/<path> calls the App handler's `http` operation "
+            "(e.g. an OAuth redirect_uri of <url>/callback)."
+        )
+    )
 
 
 class EntityInput(ApiModel):
@@ -47,6 +60,11 @@ class EntityInput(ApiModel):
     status: LifecycleState | None = Field(default=None, description="Current lifecycle status.")
     signals: dict[str, Any] = Field(
         default_factory=dict, description="Current signals, sensitive ones included."
+    )
+    http: AppHttp | None = Field(default=None, description="Apps only: the App's HTTP endpoint.")
+    installation_url: str | None = Field(
+        default=None,
+        description="Apps only: the App's page on the controller's web page (prompts show there).",
     )
 
 
@@ -125,6 +143,32 @@ class TriggerRequest(HandlerRequest):
     request: HttpRequestData = Field(description="The request that reached the trigger URL.")
 
 
+class AppHttpRequest(HandlerRequest):
+    """A request to the App's HTTP endpoint (`entity` is the App)."""
+
+    operation: Literal["http"] = "http"
+    request: HttpRequestData = Field(
+        description="The request; `path` is the part after the App's `http.url`."
+    )
+
+
+class TimerInput(ApiModel):
+    """The timer that fell due."""
+
+    key: str
+    payload: dict[str, Any] | None = None
+    prompt: Prompt | None = Field(
+        default=None, description="The prompt the timer belongs to, if it is still open."
+    )
+
+
+class TimerRequest(HandlerRequest):
+    """A timer the handler set fell due (`entity` is the App or Block that set it)."""
+
+    operation: Literal["timer"] = "timer"
+    timer: TimerInput
+
+
 # -- lifecycle replies -----------------------------------------------------------------------
 
 
@@ -133,7 +177,44 @@ DrainStatus = Literal["draining", "drained", "draining_failed"]
 Delay = Annotated[float, Field(ge=0, le=30 * 24 * 3600)]
 
 
-class SyncReply(StrictReply):
+class TimerSet(StrictReply):
+    """A timer to set: the handler's `timer` operation is called after `delaySeconds`."""
+
+    key: str = Field(
+        min_length=1, max_length=128, description="A timer with this key already set is replaced."
+    )
+    delay_seconds: Delay = Field(description="Seconds from now.")
+    payload: dict[str, Any] | None = Field(
+        default=None, description="Handed back in the `timer` call."
+    )
+    prompt_key: str | None = Field(
+        default=None, description="The prompt this timer belongs to (its expiry, say)."
+    )
+
+
+class SideEffects(StrictReply):
+    """What any lifecycle, `http` or `timer` reply may also ask for."""
+
+    prompts: list[Prompt] | None = Field(
+        default=None,
+        description=(
+            "Prompts to show until deleted; one with the key of an open prompt replaces it."
+        ),
+    )
+    prompt_deletes: list[str] | None = Field(
+        default=None, description="Keys of prompts to remove (unknown keys are ignored)."
+    )
+    timers: list[TimerSet] | None = Field(default=None, description="Timers to set.")
+    state: dict[str, Any] | None = Field(
+        default=None, description="KV state to persist and hand back on the next call."
+    )
+    request_sync: bool = Field(
+        default=False,
+        description="Sync this entity again soon (the reply form of `lifecycle.sync()`).",
+    )
+
+
+class SyncReply(SideEffects):
     """Reply to `sync`."""
 
     new_status: SyncStatus = Field(description="ready, in_progress or failed.")
@@ -144,15 +225,9 @@ class SyncReply(StrictReply):
     next_schedule_delay: Delay | None = Field(
         default=None, description="Seconds until the next sync, at any status."
     )
-    prompts: list[Prompt] | None = Field(
-        default=None, description="Prompts to show (replaces the current list when given)."
-    )
-    state: dict[str, Any] | None = Field(
-        default=None, description="KV state to persist and hand back on the next call."
-    )
 
 
-class DrainReply(StrictReply):
+class DrainReply(SideEffects):
     """Reply to `drain`."""
 
     new_status: DrainStatus = Field(description="draining, drained or draining_failed.")
@@ -160,7 +235,30 @@ class DrainReply(StrictReply):
     next_schedule_delay: Delay | None = Field(
         default=None, description="Seconds until drain runs again."
     )
-    state: dict[str, Any] | None = None
+
+
+class HttpResponse(StrictReply):
+    """The answer the App's HTTP endpoint gives."""
+
+    status: int = Field(default=200, ge=200, le=599)
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="e.g. Location for a redirect, Content-Type."
+    )
+    body: Any = Field(
+        default=None,
+        description="A string is sent as is (text/plain unless Content-Type says otherwise); "
+        "anything else as JSON.",
+    )
+
+
+class HttpReply(SideEffects):
+    """Reply to `http`."""
+
+    response: HttpResponse = Field(default_factory=HttpResponse)
+
+
+class TimerReply(SideEffects):
+    """Reply to `timer`."""
 
 
 # -- step and trigger replies ----------------------------------------------------------------
@@ -250,4 +348,6 @@ OPERATIONS: dict[str, tuple[type[HandlerRequest], Any]] = {
     "activate": (ActivateRequest, ActivationReply),
     "deactivate": (DeactivateRequest, ActivationReply),
     "trigger": (TriggerRequest, TriggerReply),
+    "http": (AppHttpRequest, HttpReply),
+    "timer": (TimerRequest, TimerReply),
 }

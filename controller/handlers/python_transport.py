@@ -6,7 +6,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from controller.handlers.protocol import HandlerInfo, HandlerRequest
+from controller.handlers.protocol import HandlerInfo, HandlerRequest, SideEffects
 from controller.handlers.sdk import (
     EntityKey,
     Handler,
@@ -61,6 +61,7 @@ class PythonTransport:
         ctx = HandlerContext(
             entity=EntityKey(entity.kind, entity.namespace, entity.name),
             request_sync_of=self.request_sync_of,
+            state=dict(request.state),
         )
         try:
             reply = await self.handler.handle(request, ctx)
@@ -73,7 +74,16 @@ class PythonTransport:
             raise HandlerError(
                 f"handler raised {type(exc).__name__}: {exc}", reason="HandlerException"
             ) from exc
-        return validate_reply(request.operation, reply)
+        validated = validate_reply(request.operation, reply)
+        if not ctx.effects.used():
+            return validated
+        if not isinstance(validated, SideEffects):
+            raise HandlerError(
+                f"lifecycle.sync, prompts, timers and kv can only be used in sync, drain, http "
+                f"and timer, not in {request.operation}",
+                reason="InvalidReply",
+            )
+        return ctx.effects.merged_into(validated)
 
     async def close(self) -> None:
         return None

@@ -32,8 +32,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from controller.api.common import Prompt, PromptRedirect
 from controller.handlers.protocol import (
     ActivateRequest,
+    AppHttpRequest,
     BlockTypeSpec,
     DeactivateRequest,
     DrainReply,
@@ -43,23 +45,34 @@ from controller.handlers.protocol import (
     FinishRequest,
     HandlerInfo,
     HandlerRequest,
+    HttpReply,
+    HttpResponse,
     NoOpReply,
+    SideEffects,
     SignalSpec,
     SyncReply,
     SyncRequest,
+    TimerReply,
+    TimerRequest,
+    TimerSet,
     TriggerRequest,
 )
 
 __all__ = [
+    "AppHttpRequest",
     "BlockType",
     "DrainReply",
     "DrainRequest",
     "EntityKey",
     "Handler",
     "HandlerContext",
+    "HttpReply",
+    "HttpResponse",
     "SignalSpec",
     "SyncReply",
     "SyncRequest",
+    "TimerReply",
+    "TimerRequest",
 ]
 
 
@@ -81,11 +94,124 @@ async def _no_sync(_: EntityKey) -> None:
 
 
 @dataclass
+class ReplyEffects:
+    """What the helpers of one call asked for; added to the call's reply."""
+
+    prompts: list[Prompt] = field(default_factory=list)
+    prompt_deletes: list[str] = field(default_factory=list)
+    timers: list[TimerSet] = field(default_factory=list)
+    state: dict[str, Any] | None = None
+    request_sync: bool = False
+
+    def used(self) -> bool:
+        return bool(
+            self.prompts
+            or self.prompt_deletes
+            or self.timers
+            or self.state is not None
+            or self.request_sync
+        )
+
+    def merged_into(self, reply: SideEffects) -> SideEffects:
+        """The reply with these effects added (what the reply itself says comes first; its
+        own ``state`` wins over KV helper writes)."""
+        return reply.model_copy(
+            update={
+                "prompts": [*(reply.prompts or []), *self.prompts] or None,
+                "prompt_deletes": [*(reply.prompt_deletes or []), *self.prompt_deletes] or None,
+                "timers": [*(reply.timers or []), *self.timers] or None,
+                "state": reply.state if reply.state is not None else self.state,
+                "request_sync": reply.request_sync or self.request_sync,
+            }
+        )
+
+
+class PromptHelper:
+    """``lifecycle.prompt``: prompts a person sees (on the web page, in ``status.prompts``)."""
+
+    def __init__(self, effects: ReplyEffects) -> None:
+        self._effects = effects
+
+    def create(self, key: str, description: str, *, url: str, method: str = "GET") -> None:
+        """Show a prompt that sends the person to ``url`` (e.g. an OAuth consent page); it
+        stays until deleted. Creating one with the key of an open prompt replaces it."""
+        redirect = PromptRedirect(url=url, method=method)
+        self._effects.prompts.append(Prompt(key=key, description=description, redirect=redirect))
+
+    def delete(self, key: str) -> None:
+        self._effects.prompt_deletes.append(key)
+
+
+class LifecycleHelper:
+    """``lifecycle``: prompts, and asking for a sync."""
+
+    def __init__(self, effects: ReplyEffects) -> None:
+        self._effects = effects
+        self.prompt = PromptHelper(effects)
+
+    def sync(self) -> None:
+        """Sync this entity again once this call's reply is written (e.g. after an OAuth
+        callback stored the token)."""
+        self._effects.request_sync = True
+
+
+class TimerHelper:
+    """``timers``: the handler's `timer` operation is called when one falls due."""
+
+    def __init__(self, effects: ReplyEffects) -> None:
+        self._effects = effects
+
+    def set(
+        self,
+        key: str,
+        delay_seconds: float,
+        payload: dict[str, Any] | None = None,
+        *,
+        prompt_key: str | None = None,
+    ) -> None:
+        """Set (or replace, by key) a timer; ``prompt_key`` ties it to a prompt, whose
+        current value the `timer` call then receives."""
+        self._effects.timers.append(
+            TimerSet(key=key, delay_seconds=delay_seconds, payload=payload, prompt_key=prompt_key)
+        )
+
+
+class KvHelper:
+    """``kv``: the handler's key-value state, kept in an owned Secret, handed back on every
+    call (``request.state``)."""
+
+    def __init__(self, initial: dict[str, Any], effects: ReplyEffects) -> None:
+        self._data = dict(initial)
+        self._effects = effects
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self._data[key] = value
+        self._effects.state = dict(self._data)
+
+    def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+        self._effects.state = dict(self._data)
+
+
+@dataclass
 class HandlerContext:
-    """What the controller offers a handler during one call."""
+    """What the controller offers a handler during one call.
+
+    ``lifecycle.sync()``, ``lifecycle.prompt.create/delete``, ``timers.set`` and
+    ``kv.get/set`` end up in the call's reply (for `sync`, `drain`, `http` and `timer`)."""
 
     entity: EntityKey
     request_sync_of: SyncRequester = field(default=_no_sync)
+    state: dict[str, Any] = field(default_factory=dict)
+    effects: ReplyEffects = field(default_factory=ReplyEffects)
+
+    def __post_init__(self) -> None:
+        self.lifecycle = LifecycleHelper(self.effects)
+        self.timers = TimerHelper(self.effects)
+        self.kv = KvHelper(self.state, self.effects)
 
     async def request_sync(self, entity: EntityKey | None = None) -> None:
         """``lifecycle.sync()``: run `sync` again for this entity (or another) soon.
@@ -135,6 +261,10 @@ class BlockType:
     async def trigger(self, request: TriggerRequest, ctx: HandlerContext) -> Any:
         return NoOpReply()
 
+    async def timer(self, request: TimerRequest, ctx: HandlerContext) -> TimerReply:
+        """A timer this block's sync set fell due. Default: nothing."""
+        return TimerReply()
+
 
 class UnknownBlockTypeError(LookupError):
     """The request names a block type the handler does not offer."""
@@ -165,6 +295,14 @@ class Handler:
     async def drain_app(self, request: DrainRequest, ctx: HandlerContext) -> DrainReply:
         return DrainReply(new_status="drained")
 
+    async def http_app(self, request: AppHttpRequest, ctx: HandlerContext) -> HttpReply:
+        """A request to the App's HTTP endpoint (``input.app.http.url``). Default: 404."""
+        return HttpReply(response=HttpResponse(status=404, body="this App has no HTTP endpoint"))
+
+    async def timer_app(self, request: TimerRequest, ctx: HandlerContext) -> TimerReply:
+        """A timer the App's sync set fell due. Default: nothing."""
+        return TimerReply()
+
     def block_type(self, request: HandlerRequest) -> BlockType:
         """The block type a Block/step/trigger request is about."""
         name = request.entity.type
@@ -182,6 +320,10 @@ class Handler:
                 return await self.sync_app(request, ctx)
             if isinstance(request, DrainRequest):
                 return await self.drain_app(request, ctx)
+            if isinstance(request, AppHttpRequest):
+                return await self.http_app(request, ctx)
+            if isinstance(request, TimerRequest):
+                return await self.timer_app(request, ctx)
         block_type = self.block_type(request)
         operation: Callable[[Any, HandlerContext], Awaitable[Any]] = getattr(
             block_type, request.operation

@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from controller.api.common import Condition, LifecycleState, LifecycleStatus
-from controller.handlers.protocol import DrainReply, SyncReply
+from controller.handlers.protocol import DrainReply, SideEffects, SyncReply
 from controller.handlers.transport import HandlerError
 from controller.lifecycle.conditions import conditions_for
 
@@ -104,6 +104,8 @@ class Decision:
     sensitive_signal_updates: dict[str, Any] = field(default_factory=dict)
     state_update: dict[str, Any] | None = None
     new_state: LifecycleState | None = None
+    #: The reply's prompts, prompt deletes, timers and sync request (see effects.py).
+    effects: SideEffects | None = None
 
 
 # -- planning ------------------------------------------------------------------------------
@@ -230,8 +232,6 @@ def after_sync(
     lifecycle = _reply_lifecycle(obs, state, description, next_time, attempts, now, drain=False)
     public, sensitive = _split_signals(obs, outcome.signal_updates or {})
     patch = _status_patch(obs, lifecycle, now, extra={"signals": public} if public else {})
-    if outcome.prompts is not None:
-        patch["prompts"] = [p.model_dump(by_alias=True, mode="json") for p in outcome.prompts]
     if fixed_config is not None:
         patch["fixedConfig"] = fixed_config
     return Decision(
@@ -241,6 +241,7 @@ def after_sync(
         sensitive_signal_updates=sensitive,
         state_update=outcome.state,
         new_state=state,
+        effects=outcome,
     )
 
 
@@ -267,6 +268,7 @@ def after_drain(
         events=_transition_events(obs.state, state, description, attempts),
         state_update=outcome.state,
         new_state=state,
+        effects=outcome,
     )
 
 

@@ -23,21 +23,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from controller.api.common import Condition, LifecycleState, LifecycleStatus
+from controller.api.common import Condition, LifecycleState, LifecycleStatus, TimerStatus
 from controller.handlers.protocol import (
+    AppHttp,
+    AppHttpRequest,
     BlockTypeSpec,
     DrainRequest,
     EntityInput,
     HandlerInfo,
     HandlerRequest,
+    HttpReply,
+    HttpRequestData,
+    SideEffects,
     SignalSpec,
     SyncRequest,
+    TimerInput,
+    TimerRequest,
 )
 from controller.handlers.python_transport import PythonTransport, load_handler
 from controller.handlers.sdk import EntityKey
 from controller.handlers.transport import HandlerError, Transport, timed_call
 from controller.kube_rest import KubeApiError
-from controller.lifecycle import engine
+from controller.lifecycle import effects, engine
 from controller.lifecycle.engine import Action, Decision, Observed
 from controller.lifecycle.signals import (
     SignalRef,
@@ -54,6 +61,7 @@ from controller.runtime.kubeapi import FINALIZER, KubeApi
 from controller.runtime.queue import WorkQueue
 from controller.runtime.store import Body, Key, Store
 from controller.server import metrics
+from controller.server.urls import app_http_url, app_page_url
 from controller.workflows.activator import AppHandle
 from controller.workflows.naming import WORKFLOW_SIGNALS
 
@@ -131,8 +139,12 @@ class LifecycleRuntime:
         rng: random.Random | None = None,
         http_transport_factory: Callable[[dict[str, Any], bytes | None], Transport] | None = None,
         workflows: WorkflowHooks | None = None,
+        public_url: str = "http://127.0.0.1:8080",
     ) -> None:
         self.api = api
+        self.public_url = public_url.rstrip("/")
+        #: One writer per entity: a reconcile, or the side effects of an `http` reply.
+        self._locks: dict[Key, asyncio.Lock] = {}
         self.workflows = workflows
         self.store = Store()
         self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=workers)
@@ -172,6 +184,9 @@ class LifecycleRuntime:
             self._enqueue_related(key, self.store.get(key) or body)
             self.store.remove(key)
             self.queue.forget(key)
+            lock = self._locks.get(key)
+            if lock is not None and not lock.locked():
+                del self._locks[key]
             return
         if self.store.stale(body):
             return  # an event older than what we already hold (e.g. our own write's result)
@@ -212,13 +227,23 @@ class LifecycleRuntime:
 
     # -- one reconcile -------------------------------------------------------------------------
 
+    def _lock(self, key: Key) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
     async def reconcile(self, key: Key) -> None:
-        body = self.store.get(key)
-        if body is None:
+        if self.store.get(key) is None:
             return
         self.reconciles += 1
         try:
-            await self._reconcile(key, body)
+            async with self._lock(key):
+                body = self.store.get(key)
+                if body is None:
+                    return
+                await self._reconcile(key, body)
+                self._schedule_timers(key)
             metrics.RECONCILES.labels(key.kind, "ok").inc()
         except KubeApiError as exc:
             metrics.RECONCILES.labels(key.kind, "api-error").inc()
@@ -238,6 +263,8 @@ class LifecycleRuntime:
             body = await self.api.add_finalizer(key.kind, body)
             self.store.upsert(body)
         ctx = await self._context(key, body, deleting)
+        if key.kind != "Workflow" and not deleting and ctx.transport is not None:
+            body = await self._fire_timers(key, body, ctx)
         if key.kind == "App" and not deleting and _is_http(body):
             # An HTTP handler cannot tell us its version changed: ask again every INFO_TTL
             # (one GET per App, not per entity); a new version re-syncs the App's entities.
@@ -563,7 +590,7 @@ class LifecycleRuntime:
         return {k for k in candidates if self.store.get(k) is not None}
 
     async def _request(
-        self, model: type[HandlerRequest], key: Key, body: Body, ctx: Context
+        self, model: type[HandlerRequest], key: Key, body: Body, ctx: Context, **extra: Any
     ) -> HandlerRequest:
         config = await self._reveal(key.namespace, ctx.config)
         own = await self._entity_input(key, body, config, ctx)
@@ -571,7 +598,7 @@ class LifecycleRuntime:
         if key.kind != "App" and ctx.app is not None:
             app_input = await self._entity_input(Key.of(ctx.app), ctx.app, ctx.app_config)
         state = await self._read_state(key, body)
-        return model(entity=own, app=app_input, state=state)
+        return model(entity=own, app=app_input, state=state, **extra)
 
     async def _entity_input(
         self, key: Key, body: Body, config: Any, ctx: Context | None = None
@@ -587,6 +614,7 @@ class LifecycleRuntime:
                 if ctx is not None:
                     ctx.own_sensitive = current
         lifecycle = status.get("lifecycle") or {}
+        is_app = key.kind == "App"
         return EntityInput(
             kind=key.kind,
             name=key.name,
@@ -597,6 +625,12 @@ class LifecycleRuntime:
             config=config if isinstance(config, dict) else {},
             status=lifecycle.get("status"),
             signals=signals,
+            http=AppHttp(url=app_http_url(self.public_url, key.namespace, key.name))
+            if is_app
+            else None,
+            installation_url=app_page_url(self.public_url, key.namespace, key.name)
+            if is_app
+            else None,
         )
 
     async def _reveal(
@@ -663,11 +697,9 @@ class LifecycleRuntime:
         if key.kind == "Workflow" and self.workflows is not None:
             patch.update(self.workflows.status_extra(key, body, ctx.transport))
         if decision.state_update is not None:
-            name = secret_name(key, "state")
-            await self.api.merge_secret(
-                key.namespace, name, {"state.json": json.dumps(decision.state_update)}, body, labels
-            )
-            patch["stateSecretName"] = name
+            patch["stateSecretName"] = await self._write_state(key, body, decision.state_update)
+        if decision.effects is not None:
+            patch.update(effects.effects_patch(status, decision.effects, self.now()))
         if _changes(status, patch):
             updated = await self.api.patch_status(key.kind, key.namespace, key.name, patch)
             self.store.upsert(updated)
@@ -683,9 +715,103 @@ class LifecycleRuntime:
         if decision.requeue_at is not None:
             delay = (decision.requeue_at - self.now()).total_seconds()
             self.queue.add_after(key, delay)
+        if decision.effects is not None and decision.effects.request_sync:
+            self.handler_requested.add(key)
+            self.queue.add(key)
         if updates or public_changed:
             for referrer in self.store.referrers_of(key):
                 self.queue.add(referrer)
+
+    async def _write_state(self, key: Key, body: Body, state: dict[str, Any]) -> str:
+        """The handler's KV state, whole, into the entity's owned Secret; its name."""
+        name = secret_name(key, "state")
+        labels = {"app.kubernetes.io/managed-by": "blockflow"}
+        await self.api.merge_secret(
+            key.namespace, name, {"state.json": json.dumps(state)}, body, labels
+        )
+        return name
+
+    # -- timers and the App's HTTP endpoint ----------------------------------------------------
+
+    def _schedule_timers(self, key: Key) -> None:
+        """Wake the entity when its earliest timer falls due (timers live in its status, so
+        the initial listing after a restart schedules them again)."""
+        body = self.store.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        due = effects.next_due(body.get("status") or {})
+        if due is not None:
+            delay = (due - self.now()).total_seconds()
+            # Due but not fired (its App is unreachable now): look again in a while.
+            self.queue.add_after(key, delay if delay > 0 else 5.0)
+
+    async def _fire_timers(self, key: Key, body: Body, ctx: Context) -> Body:
+        """Call the handler's `timer` for every timer due, one at a time, each followed by
+        one status write (the timer removed, the reply's effects applied)."""
+        assert ctx.transport is not None
+        now = self.now()
+        for timer in effects.due_timers(body.get("status") or {}, now):
+            status = body.get("status") or {}
+            request = await self._request(
+                TimerRequest, key, body, ctx, timer=_timer_input(status, timer)
+            )
+            try:
+                reply = await timed_call(ctx.transport, request)
+            except HandlerError as exc:
+                timers, dropped = effects.timer_failed(status, timer, now, self.rng)
+                then = "dropped" if dropped else "will retry"
+                self.events.post(
+                    body, "Warning", "TimerFailed", f"timer {timer.key}: {exc.message} ({then})"
+                )
+                body = await self._write_effects(key, body, None, {"timers": timers})
+                continue
+            body = await self._write_effects(
+                key, body, reply, {"timers": effects.timer_done(status, timer)}
+            )
+        return body
+
+    async def _write_effects(
+        self, key: Key, body: Body, reply: SideEffects | None, base: dict[str, Any]
+    ) -> Body:
+        """One status write for a reply's side effects (on top of ``base``); the new body."""
+        status = body.get("status") or {}
+        patch = dict(base)
+        if reply is not None:
+            patch.update(effects.effects_patch({**status, **base}, reply, self.now()))
+            if reply.state is not None:
+                patch["stateSecretName"] = await self._write_state(key, body, reply.state)
+        if _changes(status, patch):
+            updated = await self.api.patch_status(key.kind, key.namespace, key.name, patch)
+            self.store.upsert(updated)
+            self._wake_dependents(key, body, updated)
+            body = updated
+        if reply is not None and reply.request_sync:
+            self.handler_requested.add(key)
+            self.queue.add(key)
+        return body
+
+    async def app_http(self, namespace: str, app: str, request: HttpRequestData) -> HttpReply:
+        """A request to the App's HTTP endpoint: the handler's `http` reply, its side effects
+        (prompts, timers, state, sync request) written before it is returned.
+
+        Raises LookupError for an App that does not exist, HandlerError when its handler
+        cannot be reached or fails."""
+        key = Key("App", namespace, app)
+        body = self.store.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            raise LookupError(f"App {app} not found in namespace {namespace}")
+        ctx = await self._context(key, body, deleting=False)
+        if ctx.error is not None:
+            raise ctx.error
+        if ctx.transport is None:
+            raise HandlerError(f"App {app} has no handler to call", reason="UnknownHandler")
+        call = await self._request(AppHttpRequest, key, body, ctx, request=request)
+        reply: HttpReply = await timed_call(ctx.transport, call)
+        async with self._lock(key):
+            current = self.store.get(key) or body
+            await self._write_effects(key, current, reply, {})
+            self._schedule_timers(key)
+        return reply
 
     async def _release(self, key: Key, body: Body, reason: str) -> None:
         updated = await self.api.remove_finalizer(key.kind, body)
@@ -706,6 +832,12 @@ class LifecycleRuntime:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _timer_input(status: Body, timer: TimerStatus) -> TimerInput:
+    return TimerInput(
+        key=timer.key, payload=timer.payload, prompt=effects.prompt_for(status, timer)
+    )
 
 
 def _is_http(app: Body) -> bool:

@@ -77,6 +77,13 @@ class Route:
     #: Media type of the successful answer.
     response_media_type: str = "application/json"
 
+    @property
+    def router_path(self) -> str:
+        """The path aiohttp matches: a trailing ``{path}`` takes the rest, slashes included."""
+        if self.path.endswith("/{path}"):
+            return self.path[: -len("{path}")] + "{path:.*}"
+        return self.path
+
 
 # -- responses -------------------------------------------------------------------------------
 
@@ -92,6 +99,10 @@ def _reply_response(reply: Reply) -> web.Response:
     headers = dict(reply.headers)
     if reply.body is None:
         return web.Response(status=reply.status, headers=headers)
+    if isinstance(reply.body, bytes):
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "text/plain; charset=utf-8"
+        return web.Response(status=reply.status, body=reply.body, headers=headers)
     payload = json.dumps(reply.body, separators=(",", ":"), ensure_ascii=False).encode()
     if not any(name.lower() == "content-type" for name in headers):
         headers["Content-Type"] = "application/json; charset=utf-8"
@@ -356,6 +367,43 @@ async def _call_entity_sync(b: Backend, p: Mapping[str, str], r: IncomingRequest
     return await b.entity_sync(p["namespace"], p["kind"], p["name"], r)
 
 
+async def _call_app_http(b: Backend, p: Mapping[str, str], r: IncomingRequest) -> Reply:
+    return await b.app_http(p["namespace"], p["app"], p["path"], r)
+
+
+def _app_http_route(method: str) -> Route:
+    return Route(
+        method=method,
+        path="/apps/{namespace}/{app}/http/{path}",
+        operation_id=f"appHttp{method.capitalize()}",
+        summary="The App's HTTP endpoint",
+        description=(
+            "Passes the request (method, path after `/http`, query, headers except cookies, "
+            "body) to the App handler's `http` operation and answers with its `response`. "
+            "The handler authenticates its callers (e.g. an OAuth `state`). Its reply's "
+            "prompts, timers, state and sync request are written before the answer."
+        ),
+        tag="apps",
+        parameters=(
+            ("namespace", "The App's namespace."),
+            ("app", "The App's name."),
+            ("path", "Any path; the handler sees it as `/<path>`."),
+        ),
+        request_body="Any payload (JSON is parsed, forms become objects, anything else text).",
+        request_media_types=("application/json", "*/*"),
+        responses=(
+            (200, "The handler's response (any status it chose, 2xx to 5xx)."),
+            (400, "A JSON body that is not valid JSON; the handler was not called."),
+            (404, "No such App."),
+            (502, "The App's handler failed or gave an invalid reply."),
+            *_LIMITS,
+        ),
+        rate_key=("namespace", "app"),
+        call=_call_app_http,
+        response_media_type="*/*",
+    )
+
+
 def _trigger_route(method: str, operation_id: str) -> Route:
     return Route(
         method=method,
@@ -559,6 +607,7 @@ ROUTES: tuple[Route, ...] = (
         responses=((200, "The OpenAPI document."),),
         builtin=_openapi,
     ),
+    *(_app_http_route(method) for method in ("GET", "POST", "PUT", "PATCH", "DELETE")),
 )
 
 
@@ -669,8 +718,10 @@ def build_app(
     max_body_bytes: int = MiB,
     rate_per_second: float = 20,
     burst: int = 40,
+    extra: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
-    """The controller's aiohttp application: every route of :data:`ROUTES` over ``backend``."""
+    """The controller's aiohttp application: every route of :data:`ROUTES` over ``backend``,
+    plus what ``extra`` adds (the web page: :func:`controller.ui.ui_routes`)."""
     if max_body_bytes < 0:
         raise ValueError(f"max_body_bytes must not be negative, not {max_body_bytes!r}")
     server = _Server(
@@ -683,7 +734,11 @@ def build_app(
     app = web.Application(middlewares=[_observe], client_max_size=max(max_body_bytes, 1))
     for route in ROUTES:
         expect = server.expect if route.call is not None else None
-        app.router.add_route(route.method, route.path, server.handler(route), expect_handler=expect)
+        app.router.add_route(
+            route.method, route.router_path, server.handler(route), expect_handler=expect
+        )
+    if extra is not None:
+        extra(app)
     return app
 
 

@@ -31,7 +31,7 @@ class IncomingRequest:
 
 @dataclass
 class Reply:
-    """What to answer: a status, a JSON body (or None), headers."""
+    """What to answer: a status, a body (JSON, or bytes sent as they are), headers."""
 
     status: int
     body: Any = None
@@ -64,6 +64,12 @@ class Backend(Protocol):
         self, namespace: str, kind: str, name: str, request: IncomingRequest
     ) -> Reply:
         """``POST /entities/<ns>/<kind>/<name>/sync``: an HTTP handler asks for a sync."""
+        ...
+
+    async def app_http(
+        self, namespace: str, app: str, path: str, request: IncomingRequest
+    ) -> Reply:
+        """``ANY /apps/<ns>/<app>/http/<path>``: the App handler's `http` operation."""
         ...
 
     def readiness(self) -> tuple[bool, str]:

@@ -63,6 +63,9 @@ log = get_logger("blockflow.workflows")
 
 EVENTS_SECRET = "blockflow-events"
 _HIDDEN_HEADERS = ("authorization", "cookie", "proxy-authorization")
+#: The App endpoint's handler authenticates its own callers, so it sees Authorization; never
+#: the cookies of the controller's web page.
+_APP_HIDDEN_HEADERS = ("cookie", "proxy-authorization")
 
 
 class WorkflowRuntime:
@@ -613,8 +616,30 @@ class WorkflowRuntime:
         self.lifecycle.queue.add(key)
         return Reply(202, {"sync": "requested"})
 
+    async def app_http(
+        self, namespace: str, app: str, path: str, request: IncomingRequest
+    ) -> Reply:
+        try:
+            data = _request_data(request, path=f"/{path}", hidden=_APP_HIDDEN_HEADERS)
+        except ValueError as exc:
+            return problem(400, str(exc))
+        try:
+            reply = await self.lifecycle.app_http(namespace, app, data)
+        except LookupError as exc:
+            return problem(404, str(exc))
+        except HandlerError as exc:
+            log.warning("App http handler failed", app=app, namespace=namespace, error=exc.message)
+            return problem(502, f"the handler of App {app} failed: {exc.message}")
+        response = reply.response
+        return Reply(response.status, _response_body(response.body), dict(response.headers))
+
 
 # -- helpers --------------------------------------------------------------------------------
+
+
+def _response_body(body: Any) -> Any:
+    """A string goes out as text (bytes), anything else as JSON."""
+    return body.encode() if isinstance(body, str) else body
 
 
 def _is_active(body: Body) -> bool:
@@ -624,21 +649,32 @@ def _is_active(body: Body) -> bool:
     )
 
 
-def _request_data(request: IncomingRequest) -> HttpRequestData:
+def _request_data(
+    request: IncomingRequest,
+    *,
+    path: str | None = None,
+    hidden: tuple[str, ...] | None = None,
+) -> HttpRequestData:
+    """The request as a handler sees it. With ``hidden`` (the App endpoint), a JSON body that
+    does not parse is refused (ValueError); otherwise it is passed on as text."""
     try:
-        event = _webhook_event(request)
+        event = _webhook_event(request, hidden or _HIDDEN_HEADERS)
     except ValueError:
+        if hidden is not None:
+            raise
         event = {"body": request.body.decode(errors="replace"), "headers": {}, "query": {}}
     return HttpRequestData(
         method=request.method,
-        path=request.path,
+        path=request.path if path is None else path,
         headers=event["headers"],
         query=request.query,
         body=event["body"],
     )
 
 
-def _webhook_event(request: IncomingRequest) -> dict[str, Any]:
+def _webhook_event(
+    request: IncomingRequest, hidden: tuple[str, ...] = _HIDDEN_HEADERS
+) -> dict[str, Any]:
     """What a webhook run sees as `event`: method, headers, query, body (JSON, form or text)."""
     content_type = request.content_type.lower()
     body: Any
@@ -653,7 +689,7 @@ def _webhook_event(request: IncomingRequest) -> dict[str, Any]:
         body = dict(urllib.parse.parse_qsl(request.body.decode(errors="replace")))
     else:
         body = request.body.decode(errors="replace")
-    headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in _HIDDEN_HEADERS}
+    headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in hidden}
     return {"method": request.method, "headers": headers, "query": request.query, "body": body}
 
 

@@ -53,7 +53,9 @@ from controller.handlers.protocol import PROTOCOL_VERSION
 VERSION = "1.0.0"
 BLOCK_TYPE = "bucket"
 KMS_KEY_TYPE = "kms-key"
-OPERATIONS = ("sync", "drain", "execute", "finish", "activate", "deactivate", "trigger")
+OPERATIONS = (
+    "sync", "drain", "execute", "finish", "activate", "deactivate", "trigger", "http", "timer"
+)  # fmt: skip
 
 INFO: dict[str, Any] = {
     "version": VERSION,
@@ -202,9 +204,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     entity = request["entity"]
     operation = request["operation"]
     if entity["kind"] == "App":
-        if operation not in ("sync", "drain"):
-            raise LookupError(f"an App has no {operation} operation")
-        return {"newStatus": "ready"} if operation == "sync" else {"newStatus": "drained"}
+        return handle_app(request)
     block_type = entity.get("type")
     if block_type not in INFO["blockTypes"]:
         offered = ", ".join(INFO["blockTypes"])
@@ -219,6 +219,63 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     if operation in ("finish", "trigger"):
         return {"type": "no-op"}
     return {"type": "error", "message": f"{block_type} is a lifecycle block; no {operation}"}
+
+
+def handle_app(request: dict[str, Any]) -> dict[str, Any]:
+    """The App's own operations: its HTTP endpoint and timers.
+
+    - ``GET <http.url>/hello`` answers with a visit count kept in the App's KV state.
+    - ``POST <http.url>/remind?seconds=N`` shows a prompt and sets a timer tied to it; when
+      the timer fires, the prompt goes, the state says so and the App syncs again.
+    """
+    operation, state = request["operation"], dict(request.get("state") or {})
+    if operation == "sync":
+        reminded = state.get("reminded")
+        return {
+            "newStatus": "ready",
+            **({"customStatusDescription": "Reminded"} if reminded else {}),
+        }
+    if operation == "drain":
+        return {"newStatus": "drained"}
+    if operation == "timer":
+        timer = request["timer"]
+        if timer.get("prompt") is None:
+            return {}  # its prompt was answered already
+        return {
+            "promptDeletes": [timer["prompt"]["key"]],
+            "state": {**state, "reminded": timer["payload"]["note"]},
+            "requestSync": True,
+        }
+    if operation != "http":
+        raise LookupError(f"an App has no {operation} operation")
+    http = request["request"]
+    if http["path"] == "/hello" and http["method"] == "GET":
+        visits = int(state.get("visits", 0)) + 1
+        return {
+            "response": {
+                "status": 200,
+                "body": {"hello": http["query"].get("name"), "visits": visits},
+            },
+            "state": {**state, "visits": visits},
+        }
+    if http["path"] == "/remind" and http["method"] == "POST":
+        seconds = float(http["query"].get("seconds", "60"))
+        page = request["entity"]["installationUrl"]
+        return {
+            "response": {"status": 303, "headers": {"Location": page}},
+            "prompts": [
+                {"key": "reminder", "description": "A reminder", "redirect": {"url": page}}
+            ],
+            "timers": [
+                {
+                    "key": "remind",
+                    "delaySeconds": seconds,
+                    "promptKey": "reminder",
+                    "payload": {"note": "done"},
+                }
+            ],
+        }
+    return {"response": {"status": 404, "body": f"no route {http['method']} {http['path']}"}}
 
 
 def sync_bucket(entity: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:

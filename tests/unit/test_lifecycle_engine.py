@@ -190,13 +190,13 @@ def test_requested_sync_is_echoed_and_prompts_and_state_pass_through() -> None:
     reply = SyncReply.model_validate(
         {
             "newStatus": "in_progress",
-            "prompts": [{"key": "oauth", "message": "Authorize"}],
+            "prompts": [{"key": "oauth", "description": "Authorize"}],
             "state": {"cursor": 3},
         }
     )
     decision = engine.after_sync(observed(S.READY, requested_sync_at="t2"), reply, NOW, rng())
     assert decision.status_patch["lifecycle"]["lastHandledSyncAt"] == "t2"
-    assert decision.status_patch["prompts"][0]["key"] == "oauth"
+    assert decision.effects is reply  # prompts and timers: controller/lifecycle/effects.py
     assert decision.state_update == {"cursor": 3}
 
 
