@@ -6,6 +6,7 @@ DEMO_NAMESPACE ?= blockflow-demo
 BLOCKFLOW_HTTP_PORT ?= 8080
 BLOCKFLOW_ADMISSION_PORT ?= 8443
 DEMO_CRM_PORT ?= 8090
+DEMO_OAUTH_PORT ?= 8091
 KUBECTL := hack/kubectl
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
@@ -69,16 +70,20 @@ demo: control-plane
 	@# in this local plane go through unchecked instead of failing).
 	@KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig $(VENV)/bin/blockflow admission local \
 	  --port $(BLOCKFLOW_ADMISSION_PORT) --dir .local/admission >/dev/null
-	@# The example CRM runs in the background for as long as the controller does.
-	@if (exec 3<>/dev/tcp/127.0.0.1/$(DEMO_CRM_PORT)) 2>/dev/null; then \
-	  echo "port $(DEMO_CRM_PORT) of the example CRM is in use (another make demo?); DEMO_CRM_PORT=... picks another" >&2; exit 1; \
-	fi; \
-	$(PY) examples/onboarding/crm.py --port $(DEMO_CRM_PORT) & crm=$$!; \
-	trap 'kill $$crm 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
-	for _ in $$(seq 50); do \
-	  kill -0 $$crm 2>/dev/null || { echo "the example CRM did not start" >&2; exit 1; }; \
-	  (exec 3<>/dev/tcp/127.0.0.1/$(DEMO_CRM_PORT)) 2>/dev/null && break; sleep 0.2; \
-	done; \
+	@sed 's/127\.0\.0\.1:8091/127.0.0.1:$(DEMO_OAUTH_PORT)/' examples/oauth/app.yaml | $(KUBECTL) apply -n $(DEMO_NAMESPACE) -f -
+	@# The example CRM and OAuth provider run in the background as long as the controller does.
+	@pids=; trap 'kill $$pids 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	serve() { port=$$1; what=$$2; shift 2; \
+	  if (exec 3<>/dev/tcp/127.0.0.1/$$port) 2>/dev/null; then \
+	    echo "port $$port of $$what is in use (another make demo?); see the Makefile's DEMO_*_PORT" >&2; exit 1; \
+	  fi; \
+	  "$$@" --port $$port >/dev/null 2>&1 & pid=$$!; pids="$$pids $$pid"; \
+	  for _ in $$(seq 50); do \
+	    kill -0 $$pid 2>/dev/null || { echo "$$what did not start" >&2; exit 1; }; \
+	    (exec 3<>/dev/tcp/127.0.0.1/$$port) 2>/dev/null && return 0; sleep 0.2; \
+	  done; echo "$$what did not start listening on $$port" >&2; exit 1; }; \
+	serve $(DEMO_CRM_PORT) "the example CRM" $(PY) examples/onboarding/crm.py; \
+	serve $(DEMO_OAUTH_PORT) "the example OAuth provider" $(PY) examples/oauth/provider.py; \
 	api=http://127.0.0.1:$(BLOCKFLOW_HTTP_PORT); \
 	echo; \
 	echo "Blockflow is starting against the local control plane. In another terminal:"; \
@@ -94,6 +99,10 @@ demo: control-plane
 	echo "  HOOK_KEY=\$$(kubectl get secret onboarding-workflow-signals -n $(DEMO_NAMESPACE) -o jsonpath='{.data.hookKey}' | base64 -d)"; \
 	echo "  curl -si $$api/hooks/deal:42 -H \"Authorization: Bearer \$$HOOK_KEY\" -H 'Content-Type: application/json' -d '{\"decision\":\"approve\",\"by\":\"ada\"}'"; \
 	echo "  curl -s http://127.0.0.1:$(DEMO_CRM_PORT)/customers"; \
+	echo; \
+	echo "The web page: open $$api/ui/ and sign in with this token (the local admin's):"; \
+	echo "  $$(hack/control-plane.sh token)"; \
+	echo "  The App example-oauth waits there for you to authorize it (examples/oauth/README.md)."; \
 	echo; \
 	echo "Admission: an invalid workflow is refused at apply time, e.g."; \
 	echo "  kubectl patch workflow onboarding -n $(DEMO_NAMESPACE) --type=merge -p '{\"spec\":{\"trigger\":{\"event\":null,\"schedule\":{\"cron\":\"0 25 * * *\"}}}}'"; \

@@ -5,6 +5,7 @@
 #   hack/control-plane.sh up       start (or reuse) it; builds the binaries once if needed
 #   hack/control-plane.sh env      print `export KUBECONFIG=...` (use: eval "$(hack/control-plane.sh env)")
 #   hack/control-plane.sh status   is it running, where, which pids (exit 3 when stopped)
+#   hack/control-plane.sh token    a bearer token for the web page (--user: the non-admin user's)
 #   hack/control-plane.sh down     stop it and delete its state
 #
 # State lives in .local/control-plane/ (override: BLOCKFLOW_CONTROL_PLANE_DIR).

@@ -78,6 +78,11 @@ def test_up_is_idempotent_and_verbs_report_the_running_plane(cluster: Cluster) -
         ["bash", str(SCRIPT), "status"], capture_output=True, text=True, env=env
     )
     assert status.returncode == 0 and after.server in status.stdout
+    for args, token in (([], after.admin_token), (["--user"], after.user_token)):
+        printed = subprocess.run(
+            ["bash", str(SCRIPT), "token", *args], capture_output=True, text=True, env=env
+        )
+        assert printed.returncode == 0 and printed.stdout.strip() == token
 
 
 def test_a_second_control_plane_gets_its_own_ports_and_stops_cleanly(

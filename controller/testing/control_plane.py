@@ -492,8 +492,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="hack/control-plane.sh",
         description="Local Kubernetes control plane (etcd + kube-apiserver + controller manager).",
     )
-    parser.add_argument("verb", choices=["up", "down", "env", "status"])
+    parser.add_argument("verb", choices=["up", "down", "env", "status", "token"])
     parser.add_argument("--dir", type=Path, default=None, help="state directory")
+    parser.add_argument(
+        "--user",
+        action="store_true",
+        help=f"token: the non-admin user's ({NON_ADMIN_USER}) instead of the admin's",
+    )
     args = parser.parse_args(argv)
     plane = ControlPlane(args.dir)
     try:
@@ -523,6 +528,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f'export PATH="{kubectl.parent}:$PATH"')
             return 0
         state = plane.load_state()
+        if args.verb == "token":
+            # A bearer token for the controller's web page (or curl): the admin's by default.
+            if state is None or not plane.is_running(state):
+                print("# control plane is not running: hack/control-plane.sh up", file=sys.stderr)
+                return 1
+            print(state.user_token if args.user else state.admin_token)
+            return 0
         if state is None or not plane.is_running(state):
             print("control plane: stopped")
             return 3
