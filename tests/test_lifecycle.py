@@ -450,7 +450,11 @@ def test_scheduled_syncs_survive_a_controller_restart(
 def test_prompts_go_to_status_and_state_is_kept_in_an_owned_secret(
     kubectl: Kubectl, namespace: str, controller: ControllerProcess
 ) -> None:
-    prompt = {"key": "oauth", "description": "Authorize access", "redirect": {"url": "https://x/auth"}}
+    prompt = {
+        "key": "oauth",
+        "description": "Authorize access",
+        "redirect": {"url": "https://x/auth"},
+    }
     reply = {"newStatus": "in_progress", "prompts": [prompt], "state": {"cursor": 7}}
     kubectl.apply(namespace, scripted("asker", sync=reply))
     current = eventually(
