@@ -6,6 +6,9 @@
 #                             when they are not in $KUBEBUILDER_ASSETS, on PATH or in the cache
 #   python3-venv              only when `python3 -m venv` does not work
 #   postgresql                the tests start a throwaway server with its initdb/pg_ctl
+#   chromium fonts-dejavu-core
+#                             the web page's tests drive Debian's Chromium with Playwright
+#                             (never `playwright install`); a font so text renders in screenshots
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 K8S_VERSION="${BLOCKFLOW_K8S_VERSION:-1.20.2}"
@@ -17,7 +20,7 @@ have_binary() {
   [[ -x "$CACHE_BIN/$1" ]]
 }
 
-wanted=(openssl ca-certificates make postgresql)
+wanted=(openssl ca-certificates make postgresql chromium fonts-dejavu-core)
 have_binary etcd || wanted+=(etcd-server)
 if ! have_binary kube-apiserver || ! have_binary kube-controller-manager; then
   wanted+=(golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev)

@@ -11,59 +11,25 @@ status, so they fire after a restart too.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import ControllerProcess, Kubectl, eventually
+from tests.oauth_helpers import CLIENT_SECRET, example_manifests, serving_provider
 from tests.threaded_server import ThreadedServer
 from tests.workflow_helpers import readyz
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "oauth"
-
-
-def _load_provider() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("oauth_provider", EXAMPLE / "provider.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-_provider = _load_provider()
-Provider: Any = _provider.Provider
-CLIENT_SECRET: str = _provider.CLIENT_SECRET
 
 
 @pytest.fixture
 def provider() -> Iterator[tuple[Any, ThreadedServer]]:
-    fake = Provider()
-    server = ThreadedServer(fake.app).start()
-    yield fake, server
-    server.stop()
-
-
-def example_manifests(provider_url: str, timeout: float) -> list[dict[str, Any]]:
-    """examples/oauth/app.yaml, pointed at this test's provider, with this timeout."""
-    docs = list(yaml.safe_load_all((EXAMPLE / "app.yaml").read_text()))
-    app = next(d for d in docs if d["kind"] == "App")
-    for field in ("authorizeUrl", "tokenUrl", "userUrl"):
-        app["spec"]["config"][field] = app["spec"]["config"][field].replace(
-            "http://127.0.0.1:8091", provider_url
-        )
-    app["spec"]["config"]["timeoutSeconds"] = timeout
-    return docs
+    with serving_provider() as served:
+        yield served
 
 
 def call(method: str, url: str, data: dict[str, str] | None = None) -> tuple[int, str, str]:

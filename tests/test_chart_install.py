@@ -54,6 +54,9 @@ def test_install_grants_what_the_controller_needs_and_nothing_else(
         ("create", "events", "-n", elsewhere),
         ("create", "jobs.batch", "-n", elsewhere),
         ("update", "leases.coordination.k8s.io", "-n", namespace),
+        # The web page: who a token is, and what that person may do.
+        ("create", "tokenreviews.authentication.k8s.io"),
+        ("create", "subjectaccessreviews.authorization.k8s.io"),
     ]
     refused = [
         ("list", "secrets", "-n", elsewhere),

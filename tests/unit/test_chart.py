@@ -72,14 +72,27 @@ def test_rbac_names_every_resource_and_verb_and_never_lists_secrets() -> None:
             assert "*" not in rule[field], rule
     secrets = {v for r in rules if "secrets" in r["resources"] for v in r["verbs"]}
     assert secrets == {"get", "create", "patch"}
+    reviews = {
+        (r["apiGroups"][0], r["resources"][0]): r["verbs"]
+        for r in rules
+        if r["resources"] in (["tokenreviews"], ["subjectaccessreviews"])
+    }
+    assert reviews == {
+        ("authentication.k8s.io", "tokenreviews"): ["create"],
+        ("authorization.k8s.io", "subjectaccessreviews"): ["create"],
+    }
     bindings = of_kind(docs, "ClusterRoleBinding")
     assert [b["roleRef"]["name"] for b in bindings] == ["bf-blockflow"]
     assert not any(b["roleRef"]["name"] in ("cluster-admin", "admin", "edit") for b in bindings)
 
 
-def test_watched_namespaces_get_roles_and_nothing_cluster_wide() -> None:
+def test_watched_namespaces_get_roles_and_only_the_reviews_cluster_wide() -> None:
     docs = render({"watchNamespaces": ["team-a", "team-b"]})
-    assert of_kind(docs, "ClusterRole") == [] and of_kind(docs, "ClusterRoleBinding") == []
+    assert of_kind(docs, "ClusterRole") == []
+    # The web page's TokenReviews and SubjectAccessReviews are cluster-scoped: the built-in
+    # role that allows exactly those creates, and nothing else.
+    (binding,) = of_kind(docs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == "system:auth-delegator"
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in of_kind(docs, "Role")}
     assert roles == {
         ("team-a", "bf-blockflow"),
@@ -107,7 +120,9 @@ def test_optional_objects_appear_only_when_enabled() -> None:
     )
     (ingress,) = of_kind(enabled, "Ingress")
     paths = [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]]
-    assert paths == ["/callbacks/", "/triggers/", "/hooks/", "/events"]  # never /metrics
+    assert paths == ["/callbacks/", "/triggers/", "/hooks/", "/events", "/apps/"]  # no /metrics
+    (with_ui,) = of_kind(render({"ingress": {"enabled": True, "ui": True}}), "Ingress")
+    assert with_ui["spec"]["rules"][0]["http"]["paths"][-1]["path"] == "/ui/"
     assert of_kind(enabled, "NetworkPolicy") and of_kind(enabled, "ServiceMonitor")
 
 

@@ -53,6 +53,18 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   verbs: ["get", "create"]
 {{- end -}}
 
+{{/* Cluster-scoped: the web page (/ui/) asks the API server who a bearer token belongs to
+     (TokenReview) and what that person may do (SubjectAccessReview). Create only: a review
+     reads nothing. */}}
+{{- define "blockflow.reviewRules" -}}
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
+{{- end -}}
+
 {{- define "blockflow.admissionSecret" -}}
 {{- default (printf "%s-admission" (include "blockflow.fullname" .)) .Values.admission.existingSecret -}}
 {{- end -}}
