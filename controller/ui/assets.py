@@ -208,7 +208,12 @@ JS = """
     }).then(function (html) {
       view.innerHTML = html;
       document.body.setAttribute("data-refreshed", String(Date.now()));
-    }).catch(function () {}).then(function () {
+    }).catch(function () {
+      // The view could not be fetched (the controller busy, a review unavailable): try
+      // again shortly, or the page would stay stale until the next change.
+      again = false;
+      setTimeout(refresh, 2000);
+    }).then(function () {
       busy = false;
       if (again) { again = false; refresh(); }
     });
