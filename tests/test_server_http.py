@@ -113,6 +113,8 @@ async def server() -> AsyncIterator[Server]:
         ("POST", "/events", "events", (None,)),
         ("POST", "/events/team-a", "events", ("team-a",)),
         ("POST", "/entities/ns/Block/assets/sync", "entity_sync", ("ns", "Block", "assets")),
+        ("PATCH", "/apps/ns/gh/http/hooks/push/1", "app_http", ("ns", "gh", "hooks/push/1")),
+        ("DELETE", "/apps/ns/gh/http/", "app_http", ("ns", "gh", "")),
     ],
 )
 async def test_each_route_reaches_the_backend_and_its_reply_is_the_answer(
@@ -241,6 +243,19 @@ async def test_after_the_burst_a_token_gets_429_with_retry_after_others_are_unaf
         # unlimited routes stay reachable
         async with srv.http.get(f"{srv.url}/healthz") as resp:
             assert resp.status == 200
+
+
+async def test_app_endpoints_are_limited_per_app_and_a_text_reply_is_text() -> None:
+    async with running(RecordingBackend(), rate_per_second=0.5, burst=1) as srv:
+        statuses = []
+        for path in ("/apps/ns/gh/http/a", "/apps/ns/gh/http/b", "/apps/ns/slack/http/a"):
+            async with srv.http.get(srv.url + path) as resp:
+                statuses.append(resp.status)
+        assert statuses == [202, 429, 202]
+        srv.backend.reply = Reply(200, b"<p>Authorized</p>", {"Content-Type": "text/html"})
+        async with srv.http.get(srv.url + "/apps/ns/other/http/done") as resp:
+            assert resp.status == 200 and resp.content_type == "text/html"
+            assert await resp.text() == "<p>Authorized</p>"
 
 
 async def test_events_are_limited_per_namespace() -> None:
