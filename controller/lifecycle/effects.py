@@ -54,6 +54,19 @@ def effects_patch(status: dict[str, Any], reply: SideEffects, now: datetime) -> 
     return patch
 
 
+def sync_request_patch(status: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A sync request written down: ``lifecycle.nextSyncTime`` now, so that a controller that
+    stops before the sync runs still finds the entity due when it starts again (the request
+    itself is held in memory). Merge patch: only that field of ``lifecycle`` changes."""
+    lifecycle = status.get("lifecycle")
+    if not isinstance(lifecycle, dict) or not lifecycle.get("status"):
+        return {}  # never synced yet: the first sync is due anyway
+    due = lifecycle.get("nextSyncTime")
+    if due is not None and datetime.fromisoformat(str(due).replace("Z", "+00:00")) <= now:
+        return {}
+    return {"lifecycle": {"nextSyncTime": now.isoformat()}}
+
+
 def due_timers(status: dict[str, Any], now: datetime) -> list[TimerStatus]:
     """Timers due now, earliest first."""
     return sorted((t for t in timers_of(status) if t.due_time <= now), key=lambda t: t.due_time)

@@ -780,6 +780,8 @@ class LifecycleRuntime:
             patch.update(effects.effects_patch({**status, **base}, reply, self.now()))
             if reply.state is not None:
                 patch["stateSecretName"] = await self._write_state(key, body, reply.state)
+            if reply.request_sync:
+                patch.update(effects.sync_request_patch(status, self.now()))
         if _changes(status, patch):
             updated = await self.api.patch_status(key.kind, key.namespace, key.name, patch)
             self.store.upsert(updated)

@@ -104,3 +104,16 @@ def test_a_failing_timer_is_retried_with_backoff_then_dropped() -> None:
     (fired,) = effects.due_timers(status, datetime.max.replace(tzinfo=UTC))
     timers, dropped = effects.timer_failed(status, fired, NOW, rng)
     assert dropped and timers == []
+
+
+def test_a_sync_request_is_written_down_as_due_now_so_a_restart_still_syncs() -> None:
+    later = (NOW + timedelta(hours=1)).isoformat()
+    status: dict[str, Any] = {"lifecycle": {"status": "in_progress", "nextSyncTime": later}}
+    assert effects.sync_request_patch(status, NOW) == {
+        "lifecycle": {"nextSyncTime": NOW.isoformat()}
+    }
+    idle: dict[str, Any] = {"lifecycle": {"status": "in_progress"}}
+    assert effects.sync_request_patch(idle, NOW) == {"lifecycle": {"nextSyncTime": NOW.isoformat()}}
+    already_due = {"lifecycle": {"status": "failed", "nextSyncTime": NOW.isoformat()}}
+    assert effects.sync_request_patch(already_due, NOW) == {}
+    assert effects.sync_request_patch({}, NOW) == {}  # the first sync is due anyway
