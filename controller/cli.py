@@ -13,8 +13,6 @@ from controller.settings import Settings
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from controller.logs import configure_logging
-
     overrides: dict[str, object] = {}
     if args.namespace:
         overrides["namespaces"] = args.namespace
@@ -23,6 +21,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.verbose:
         overrides["log_level"] = "DEBUG"
     config = Settings(**overrides)  # type: ignore[arg-type]
+    if config.log_format == "json" or (config.log_format == "auto" and not sys.stderr.isatty()):
+        # structlog imports rich (for pretty console tracebacks) whenever it is installed (it
+        # comes with the CEL package's command line): about 5 MiB of memory that JSON logs
+        # never use. Not loading it is what a controller in a cluster wants.
+        sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+    from controller.logs import configure_logging
+
     configure_logging(config.log_format, config.log_level)
     asyncio.run(_run_until_signalled(config))
     return 0

@@ -39,6 +39,7 @@ class ApiModel(BaseModel):
         populate_by_name=True,
         use_enum_values=False,
         extra="ignore",
+        defer_build=True,
     )
 
 

@@ -6,10 +6,12 @@ values of its `configFrom` Secrets, and a message ends up in status and Events.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError
+if TYPE_CHECKING:
+    # Imported when a schema is first checked: jsonschema loads every meta-schema it knows
+    # (~8 MiB resident), which a controller whose handlers declare no schema never needs.
+    from jsonschema.exceptions import ValidationError
 
 _RULES = {
     "minimum": "must be >= {}",
@@ -54,6 +56,9 @@ def config_error(
     """None when `config` is valid (or there is no schema); else one clear message."""
     if not schema:
         return None
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:

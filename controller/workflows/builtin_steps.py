@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
-import jsonschema
 
 from controller.api.workflow import Step
 from controller.api.workflowrun import StepRecord
@@ -308,6 +307,8 @@ def deliver_hook(
         return _approval_decision(payload, now, who)
     schema = step.with_.get("schema")
     if isinstance(schema, dict):
+        import jsonschema  # on first use: see controller/lifecycle/validation.py
+
         try:
             jsonschema.validate(payload, schema)
         except jsonschema.ValidationError as exc:

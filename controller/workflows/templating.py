@@ -14,10 +14,24 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import types
 from functools import lru_cache
 from typing import Any
 
-import cel
+
+@lru_cache(maxsize=1)
+def _cel() -> types.ModuleType:
+    """The CEL package, loaded on first use (its Rust extension is ~4 MiB of resident memory
+    a controller without workflows never needs), and without its command line: the package's
+    ``__init__`` imports ``cel.cli`` (typer, rich, prompt_toolkit, pygments; ~24 MiB), so an
+    empty ``cel.cli`` goes in its place first, keeping the compiler and its standard library."""
+    if "cel" not in sys.modules:
+        sys.modules.setdefault("cel.cli", types.ModuleType("cel.cli", "not loaded"))
+    import cel
+
+    return cel
+
 
 _EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 
@@ -28,7 +42,7 @@ class TemplateError(ValueError):
 
 @lru_cache(maxsize=4096)
 def _program(source: str) -> Any:
-    return cel.compile(source)
+    return _cel().compile(source)
 
 
 def _first_line(exc: Exception) -> str:
