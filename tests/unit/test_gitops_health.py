@@ -38,8 +38,17 @@ def _to_lua(lua: Any, value: Any) -> Any:
 
 
 @cache
+def _render_module() -> Any:
+    spec = importlib.util.spec_from_file_location("gitops_render", GITOPS / "render.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@cache
 def _script(kind: str) -> str:
-    return (GITOPS / f"health-{kind.lower()}.lua").read_text(encoding="utf-8")
+    return _render_module().script_path(kind).read_text(encoding="utf-8")
 
 
 def health(obj: dict[str, Any]) -> tuple[str, str]:
@@ -205,14 +214,6 @@ def test_a_paused_run_is_suspended() -> None:
 
 
 # -- the ConfigMap snippet -------------------------------------------------------------------
-
-
-def _render_module() -> Any:
-    spec = importlib.util.spec_from_file_location("gitops_render", GITOPS / "render.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_argocd_cm_is_up_to_date_with_the_scripts() -> None:

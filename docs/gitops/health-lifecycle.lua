@@ -1,4 +1,5 @@
--- Argo CD health check for blockflow.dev/Block (Blockflow).
+-- Argo CD health check for blockflow.dev/App and blockflow.dev/Block (Blockflow): both go
+-- through the same lifecycle, so one script serves both kinds.
 -- Reads status.observedGeneration, status.lifecycle and the kstatus conditions the
 -- controller writes; Argo CD passes the resource as `obj`.
 local hs = {}
@@ -17,7 +18,7 @@ end
 
 if obj.status == nil then
   hs.status = "Progressing"
-  hs.message = "waiting for the controller to observe the Block"
+  hs.message = "waiting for the controller to observe the " .. obj.kind
   return hs
 end
 
