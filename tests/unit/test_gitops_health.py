@@ -48,7 +48,8 @@ def _render_module() -> Any:
 
 @cache
 def _script(kind: str) -> str:
-    return _render_module().script_path(kind).read_text(encoding="utf-8")
+    path: Path = _render_module().script_path(kind)
+    return path.read_text(encoding="utf-8")
 
 
 def health(obj: dict[str, Any]) -> tuple[str, str]:
