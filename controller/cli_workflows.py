@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from controller.times import parse_time
+
 if TYPE_CHECKING:
     from controller.kube_rest import KubeApiError, RestClient
 
@@ -154,16 +156,6 @@ def _table(rows: list[list[str]], indent: str = "") -> str:
     return "\n".join(lines)
 
 
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def human_duration(seconds: float) -> str:
     """kubectl's short durations: 45s, 3m20s, 45m, 3h20m, 20h, 3d4h, 30d, 2y."""
     s = max(0, int(seconds))
@@ -186,7 +178,7 @@ def human_duration(seconds: float) -> str:
 
 
 def _age(value: object, now: datetime) -> str:
-    when = _parse_time(value)
+    when = parse_time(value)
     return human_duration((now - when).total_seconds()) if when else "<none>"
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from controller.api.common import Prompt, TimerStatus
 from controller.handlers.protocol import SideEffects
+from controller.times import parse_time
 
 #: A `timer` call that keeps failing is tried this many times in all, then dropped.
 TIMER_ATTEMPTS = 5
@@ -61,8 +62,8 @@ def sync_request_patch(status: dict[str, Any], now: datetime) -> dict[str, Any]:
     lifecycle = status.get("lifecycle")
     if not isinstance(lifecycle, dict) or not lifecycle.get("status"):
         return {}  # never synced yet: the first sync is due anyway
-    due = lifecycle.get("nextSyncTime")
-    if due is not None and datetime.fromisoformat(str(due).replace("Z", "+00:00")) <= now:
+    due = parse_time(lifecycle.get("nextSyncTime"))
+    if due is not None and due <= now:
         return {}
     return {"lifecycle": {"nextSyncTime": now.isoformat()}}
 

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from controller.times import parse_time
+
 Body = dict[str, Any]
 
 #: Signal values longer than this are cut (the full value is in the tooltip, up to TITLE_MAX).
@@ -26,17 +28,6 @@ ACTIVE_RUN_STATES = frozenset({"queued", "running", "waiting", "paused"})
 
 
 # -- small parsers and formatters --------------------------------------------------------------
-
-
-def parse_time(value: object) -> datetime | None:
-    """An RFC 3339 time (``2026-01-02T03:04:05Z``) as an aware datetime; None otherwise."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def duration_text(seconds: float | None) -> str:

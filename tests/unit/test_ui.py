@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from controller.kube_rest import KubeApiError
+from controller.times import parse_time
 from controller.ui import pages, views
 from controller.ui.assets import CSP, CSS, JS
 from controller.ui.auth import Access, Identity, Reviewer, ReviewUnavailable, csrf_ok, csrf_token
@@ -307,7 +308,7 @@ def test_durations_and_relative_times_read_naturally() -> None:
     ]
     ago = [views.ago_text(NOW - timedelta(seconds=s), NOW) for s in (1, 12, 300, 7200, -90)]
     assert ago == ["just now", "12 s ago", "5 min ago", "2 h ago", "in 1 min"]
-    assert views.parse_time("garbage") is None and views.parse_time(None) is None
+    assert parse_time("garbage") is None and parse_time(None) is None
 
 
 # -- reviews ---------------------------------------------------------------------------------
