@@ -272,6 +272,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def start_controller(
+    cluster: Cluster, *args: str, env: dict[str, str] | None = None, port: int | None = None
+) -> ControllerProcess:
+    """The real controller (`python -m controller run`) against the test cluster, its
+    output read in the background; the caller stops it."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller", "run", "--log-format", "json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "BLOCKFLOW_HTTP_PORT": str(port),
+            **(env or {}),
+        },
+    )
+    controller = ControllerProcess(proc, port)
+    controller.start_reading()
+    return controller
+
+
 @pytest.fixture
 def run_controller(
     cluster: Cluster, kubectl: Kubectl, request: pytest.FixtureRequest
@@ -282,22 +306,7 @@ def run_controller(
     def start(
         *args: str, env: dict[str, str] | None = None, port: int | None = None
     ) -> ControllerProcess:
-        port = port or free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "controller", "run", "--log-format", "json", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env={
-                **os.environ,
-                "KUBECONFIG": str(cluster.kubeconfig),
-                "BLOCKFLOW_HTTP_PORT": str(port),
-                **(env or {}),
-            },
-        )
-        controller = ControllerProcess(proc, port)
-        controller.start_reading()
+        controller = start_controller(cluster, *args, env=env, port=port)
         started.append(controller)
         return controller
 

@@ -9,7 +9,6 @@ test changes the server's behaviour while it runs through ``server.controls``
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import socket
@@ -27,6 +26,7 @@ from aiohttp import web
 
 from controller.handlers.http_transport import SIGNATURE_HEADER, verify
 from tests.conftest import Kubectl
+from tests.threaded_server import ThreadedServer
 
 SERVER_PATH = Path(__file__).resolve().parents[1] / "examples" / "http-handler" / "server.py"
 _MODULE_NAME = "blockflow_example_http_handler"
@@ -89,28 +89,23 @@ class HandlerServer:
     controls: Any = None  # the running app's ``Controls`` (faults, version)
     _received: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _ready: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-    _loop: asyncio.AbstractEventLoop | None = None
-    _stop: asyncio.Event | None = None
-    _error: BaseException | None = None
+    _server: ThreadedServer | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> HandlerServer:
-        self._thread = threading.Thread(target=self._run, name="http-handler", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout=10) or self._error is not None:
-            raise AssertionError(f"the example handler server did not start: {self._error!r}")
+        # handler_cancellation: a delayed reply stops when the controller gives up on it.
+        self._server = ThreadedServer(
+            self._make_app, port=self.port, shutdown_timeout=1, handler_cancellation=True
+        ).start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._server is not None:
+            self._server.stop()
 
     # -- what it received ----------------------------------------------------------------------
 
@@ -155,29 +150,11 @@ class HandlerServer:
 
     # -- the server thread ---------------------------------------------------------------------
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        app = example.make_app(self.key)
+    def _make_app(self) -> web.Application:
+        app: web.Application = example.make_app(self.key)
         app.middlewares.append(self._recorder())
         self.controls = app[example.CONTROLS]
-        # handler_cancellation: a delayed reply stops when the controller gives up on it.
-        runner = web.AppRunner(app, shutdown_timeout=1, handler_cancellation=True)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
-            self.port = runner.addresses[0][1]
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            self._ready.set()
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
+        return app
 
     def _recorder(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         @web.middleware

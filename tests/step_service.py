@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from controller.handlers.protocol import PROTOCOL_VERSION
+from tests.threaded_server import ThreadedServer
 
 INFO = {
     "version": "1.0.0",
@@ -61,10 +62,7 @@ class StepService:
     arrivals: Counter[str] = field(default_factory=Counter)  # slow requests, on arrival
     _attempts: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _ready: threading.Event = field(default_factory=threading.Event)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _stop: asyncio.Event | None = None
-    _thread: threading.Thread | None = None
+    _server: ThreadedServer | None = None
 
     @property
     def url(self) -> str:
@@ -79,16 +77,13 @@ class StepService:
         }
 
     def start(self) -> StepService:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
-        self._thread.start()
-        assert self._ready.wait(10), "step service did not start"
+        self._server = ThreadedServer(self._make_app, port=self.port, shutdown_timeout=1).start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
+        if self._server is not None:
+            self._server.stop()
 
     def received(self, operation: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -104,23 +99,13 @@ class StepService:
                 raise AssertionError(f"{len(found)} {operation} call(s) within {timeout}s")
             time.sleep(0.05)
 
-    async def _serve(self) -> None:
+    def _make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/", self._info)
         app.router.add_post("/effects", self._effect)
         app.router.add_post("/slow-effects", self._slow_effect)
         app.router.add_post("/{operation}", self._operation)
-        runner = web.AppRunner(app, shutdown_timeout=1)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        self.port = runner.addresses[0][1]
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
+        return app
 
     async def _info(self, _: web.Request) -> web.Response:
         return web.json_response(INFO)

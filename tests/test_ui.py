@@ -15,8 +15,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -34,8 +32,8 @@ from tests.conftest import (
     Kubectl,
     blockflow,
     eventually,
-    free_port,
     release_finalizers,
+    start_controller,
 )
 from tests.oauth_helpers import example_manifests, serving_provider
 from tests.threaded_server import ThreadedServer
@@ -171,18 +169,7 @@ def _waiting(kubectl: Kubectl, namespace: str, run: str, approval: str = "review
 
 
 def _start_controller(cluster: Cluster, *namespaces: str) -> ControllerProcess:
-    port = free_port()
-    args = [arg for ns in namespaces for arg in ("--namespace", ns)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller", "run", "--log-format", "json", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "BLOCKFLOW_HTTP_PORT": str(port)},
-    )
-    controller = ControllerProcess(proc, port)
-    controller.start_reading()
+    controller = start_controller(cluster, *(a for ns in namespaces for a in ("--namespace", ns)))
     eventually(lambda: readyz(controller) == 200, timeout=60, what="the controller ready")
     return controller
 

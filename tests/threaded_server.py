@@ -6,14 +6,22 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 
 class ThreadedServer:
-    def __init__(self, make_app: Callable[[], web.Application]) -> None:
+    """``make_app()`` is called in the server's thread; ``port`` 0 picks a free one (a fixed
+    port lets a test stop a server and start another at the same address); ``runner``
+    options go to aiohttp's AppRunner."""
+
+    def __init__(
+        self, make_app: Callable[[], web.Application], *, port: int = 0, **runner: Any
+    ) -> None:
         self._make_app = make_app
-        self.port = 0
+        self._runner_options: dict[str, Any] = {"access_log": None, **runner}
+        self.port = port
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -39,10 +47,10 @@ class ThreadedServer:
 
     async def _serve(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        runner = web.AppRunner(self._make_app(), access_log=None)
+        runner = web.AppRunner(self._make_app(), **self._runner_options)
         try:
             await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.TCPSite(runner, "127.0.0.1", self.port)
             await site.start()
             address = runner.addresses[0]
             self.port = int(address[1])
