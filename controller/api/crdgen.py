@@ -10,14 +10,13 @@ writes one file per kind; a test fails when the files are stale.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from controller.api.common import PRESERVE_UNKNOWN
 from controller.api.kinds import ALL_KINDS, CATEGORY, GROUP, VERSION, KindInfo
+from controller.generated import write_files
 
 JsonSchema = dict[str, Any]
 
@@ -195,13 +194,7 @@ def rendered_files() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    out_dir = Path(args[0] if args else "crds")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in rendered_files().items():
-        (out_dir / name).write_text(text)
-        print(f"wrote {out_dir / name}")
-    return 0
+    return write_files(rendered_files(), argv, "crds")
 
 
 if __name__ == "__main__":

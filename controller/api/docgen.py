@@ -11,9 +11,7 @@ copied by hand; a test fails when the files are stale (``make docs``).
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -21,6 +19,7 @@ from pydantic import TypeAdapter
 from controller.api.common import PRESERVE_UNKNOWN
 from controller.api.crdgen import model_schema
 from controller.api.kinds import ALL_KINDS, GROUP, VERSION, KindInfo
+from controller.generated import write_files
 from controller.handlers.protocol import OPERATIONS, PROTOCOL_VERSION, HandlerInfo
 
 JsonSchema = dict[str, Any]
@@ -256,13 +255,7 @@ def rendered_files() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    out_dir = Path(args[0] if args else "docs/reference")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in rendered_files().items():
-        (out_dir / name).write_text(text)
-        print(f"wrote {out_dir / name}")
-    return 0
+    return write_files(rendered_files(), argv, "docs/reference")
 
 
 if __name__ == "__main__":

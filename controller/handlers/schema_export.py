@@ -8,12 +8,11 @@ when the files are stale.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
 
+from controller.generated import write_files
 from controller.handlers.protocol import OPERATIONS, PROTOCOL_VERSION, HandlerInfo
 
 
@@ -43,13 +42,7 @@ def rendered_files() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    out_dir = Path(args[0] if args else "docs/protocol")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in rendered_files().items():
-        (out_dir / name).write_text(text)
-    print(f"wrote {len(rendered_files())} files to {out_dir}")
-    return 0
+    return write_files(rendered_files(), argv, "docs/protocol")
 
 
 if __name__ == "__main__":
