@@ -407,29 +407,20 @@ def segments(tracks: list[Track]) -> dict[str, float]:
     }
 
 
-class BlockWatch:
-    """One watch stream on the Blocks of a namespace; records when each becomes Ready."""
+class Watch:
+    """One watch stream on a namespaced collection; subclasses say what an event means."""
 
-    def __init__(self, kube: Kube, namespace: str) -> None:
+    def __init__(self, kube: Kube, path: str) -> None:
         self.kube = kube
-        self.namespace = namespace
-        self.tracks: dict[str, Track] = {}
-        self.ready_count = 0
+        self.path = path
         self.events = 0
         self.restarts = 0
-        self.last_event = time.perf_counter()
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def track(self, name: str) -> Track:
-        found = self.tracks.get(name)
-        if found is None:
-            found = self.tracks[name] = Track()
-        return found
-
     async def start(self) -> None:
         version = await self._list()
-        self._task = asyncio.create_task(self._run(version), name="block-watch")
+        self._task = asyncio.create_task(self._run(version), name=f"watch {self.path}")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -438,9 +429,10 @@ class BlockWatch:
                 await self._task
 
     async def _list(self) -> str:
-        listing = await self.kube.get_json(blocks_path(self.namespace))
+        listing = await self.kube.get_json(self.path)
         for obj in listing.get("items") or []:
-            self._seen(obj, None)
+            self._seen(obj, None, 0)
+        self._changed.set()
         return str(listing["metadata"]["resourceVersion"])
 
     async def _run(self, version: str) -> None:
@@ -451,11 +443,11 @@ class BlockWatch:
                 print(f"  (watch interrupted: {exc!r}; re-listing)", file=sys.stderr)
             self.restarts += 1
             version = await self._list()
-        raise BenchError(f"the watch on {self.namespace} ended {self.restarts} times")
+        raise BenchError(f"the watch on {self.path} ended {self.restarts} times")
 
     async def _stream(self, version: str) -> None:
         path = (
-            blocks_path(self.namespace)
+            self.path
             + f"?watch=1&allowWatchBookmarks=true&timeoutSeconds=3600&resourceVersion={version}"
         )
         async with self.kube.stream(path, timeout=3700) as resp:
@@ -468,25 +460,14 @@ class BlockWatch:
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
                     raise ValueError(f"watch error: {obj.get('message')}")
-                if kind == "BOOKMARK":
+                if kind in ("BOOKMARK", "DELETED"):
                     continue
-                self._seen(obj, kind)
+                self.events += 1
+                self._seen(obj, kind, len(line))
+                self._changed.set()
 
-    def _seen(self, obj: dict[str, Any], kind: str | None) -> None:
-        at = time.perf_counter()
-        self.events += 1
-        self.last_event = at
-        track = self.track(obj["metadata"]["name"])
-        if kind == "ADDED" and track.added is None:
-            track.added = at
-        elif kind == "MODIFIED":
-            track.modified += 1
-            if track.first_write is None:
-                track.first_write = at
-        if track.ready is None and is_ready(obj):
-            track.ready = at
-            self.ready_count += 1
-        self._changed.set()
+    def _seen(self, obj: dict[str, Any], kind: str | None, size: int) -> None:
+        raise NotImplementedError
 
     async def wait_until(self, done: Callable[[], bool], seconds: float) -> bool:
         """Until done() (re-checked on every event), or False after `seconds`."""
@@ -502,6 +483,34 @@ class BlockWatch:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 1.0))
         return True
+
+
+class BlockWatch(Watch):
+    """The Blocks of a namespace; records when each is added, first written and Ready."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        super().__init__(kube, blocks_path(namespace))
+        self.tracks: dict[str, Track] = {}
+        self.ready_count = 0
+
+    def track(self, name: str) -> Track:
+        found = self.tracks.get(name)
+        if found is None:
+            found = self.tracks[name] = Track()
+        return found
+
+    def _seen(self, obj: dict[str, Any], kind: str | None, size: int) -> None:
+        at = time.perf_counter()
+        track = self.track(obj["metadata"]["name"])
+        if kind == "ADDED" and track.added is None:
+            track.added = at
+        elif kind == "MODIFIED":
+            track.modified += 1
+            if track.first_write is None:
+                track.first_write = at
+        if track.ready is None and is_ready(obj):
+            track.ready = at
+            self.ready_count += 1
 
 
 # -- the controller process ------------------------------------------------------------------

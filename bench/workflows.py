@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +66,7 @@ from lifecycle import (
     Credentials,
     Kube,
     MetricKey,
+    Watch,
     control_plane_pids,
     create_namespace,
     drop_namespace,
@@ -333,84 +334,6 @@ class RunTrack:
 def group_of(name: str) -> str:
     """warm-000 → warm, tp-00001 → tp, three-20260101-…-abcde (webhook runs) → three."""
     return name.split("-", 1)[0]
-
-
-class Watch:
-    """One watch stream on a namespaced collection; subclasses say what an event means."""
-
-    def __init__(self, kube: Kube, path: str) -> None:
-        self.kube = kube
-        self.path = path
-        self.events = 0
-        self.restarts = 0
-        self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        version = await self._list()
-        self._task = asyncio.create_task(self._run(version), name=f"watch {self.path}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, BenchError):
-                await self._task
-
-    async def _list(self) -> str:
-        listing = await self.kube.get_json(self.path)
-        for obj in listing.get("items") or []:
-            self._seen(obj, None, 0)
-        self._changed.set()
-        return str(listing["metadata"]["resourceVersion"])
-
-    async def _run(self, version: str) -> None:
-        for _ in range(WATCH_RESTARTS + 1):
-            try:
-                await self._stream(version)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                print(f"  (watch interrupted: {exc!r}; re-listing)", file=sys.stderr)
-            self.restarts += 1
-            version = await self._list()
-        raise BenchError(f"the watch on {self.path} ended {self.restarts} times")
-
-    async def _stream(self, version: str) -> None:
-        path = (
-            self.path
-            + f"?watch=1&allowWatchBookmarks=true&timeoutSeconds=3600&resourceVersion={version}"
-        )
-        async with self.kube.stream(path, timeout=3700) as resp:
-            if resp.status != 200:
-                raise ValueError(f"watch: HTTP {resp.status}")
-            async for line in resp.content:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    raise ValueError(f"watch error: {obj.get('message')}")
-                if kind in ("BOOKMARK", "DELETED"):
-                    continue
-                self.events += 1
-                self._seen(obj, kind, len(line))
-                self._changed.set()
-
-    def _seen(self, obj: dict[str, Any], kind: str | None, size: int) -> None:
-        raise NotImplementedError
-
-    async def wait_until(self, done: Callable[[], bool], seconds: float) -> bool:
-        """Until done() (re-checked on every event), or False after `seconds`."""
-        deadline = time.perf_counter() + seconds
-        while not done():
-            if self._task is not None and self._task.done():
-                self._task.result()  # raises the watch's error
-                raise BenchError("the watch stopped")
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                return False
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 1.0))
-        return True
 
 
 class WorkflowWatch(Watch):
