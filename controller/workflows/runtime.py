@@ -619,10 +619,17 @@ class WorkflowRuntime:
     async def app_http(
         self, namespace: str, app: str, path: str, request: IncomingRequest
     ) -> Reply:
-        try:
-            data = _request_data(request, path=f"/{path}", hidden=_APP_HIDDEN_HEADERS)
+        try:  # a JSON body that does not parse is refused, not passed on as text
+            event = _webhook_event(request, _APP_HIDDEN_HEADERS)
         except ValueError as exc:
             return problem(400, str(exc))
+        data = HttpRequestData(
+            method=request.method,
+            path=f"/{path}",
+            headers=event["headers"],
+            query=request.query,
+            body=event["body"],
+        )
         try:
             reply = await self.lifecycle.app_http(namespace, app, data)
         except LookupError as exc:
@@ -649,23 +656,14 @@ def _is_active(body: Body) -> bool:
     )
 
 
-def _request_data(
-    request: IncomingRequest,
-    *,
-    path: str | None = None,
-    hidden: tuple[str, ...] | None = None,
-) -> HttpRequestData:
-    """The request as a handler sees it. With ``hidden`` (the App endpoint), a JSON body that
-    does not parse is refused (ValueError); otherwise it is passed on as text."""
+def _request_data(request: IncomingRequest) -> HttpRequestData:
     try:
-        event = _webhook_event(request, hidden or _HIDDEN_HEADERS)
+        event = _webhook_event(request)
     except ValueError:
-        if hidden is not None:
-            raise
         event = {"body": request.body.decode(errors="replace"), "headers": {}, "query": {}}
     return HttpRequestData(
         method=request.method,
-        path=request.path if path is None else path,
+        path=request.path,
         headers=event["headers"],
         query=request.query,
         body=event["body"],
