@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1311,26 +1311,26 @@ async def run(
     return status
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=1000, help="Blocks per phase (default 1000)")
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """--concurrency and --kubeconfig, as every benchmark here takes them."""
     parser.add_argument(
         "--concurrency", type=int, default=32, help="requests in flight (default 32)"
-    )
-    parser.add_argument(
-        "--latency-samples",
-        type=int,
-        default=50,
-        help="single Blocks for the idle apply→Ready latency (default 50)",
     )
     parser.add_argument(
         "--kubeconfig",
         default=str(CONTROL_PLANE_DIR / "kubeconfig"),
         help="default: the local control plane's (.local/control-plane/kubeconfig)",
     )
-    args = parser.parse_args(argv)
-    if args.n < 1 or args.concurrency < 1 or args.latency_samples < 1:
-        parser.error("--n, --concurrency and --latency-samples must be at least 1")
+
+
+BenchRun = Callable[
+    [argparse.Namespace, Credentials, dict[str, Any], Path], Coroutine[Any, Any, int]
+]
+
+
+def bench_main(name: str, args: argparse.Namespace, fields: dict[str, Any], run: BenchRun) -> int:
+    """Load the kubeconfig, run the benchmark, write bench/results/<name>-<time>.json (the
+    results start with ``fields``); the exit status."""
     kubeconfig = Path(args.kubeconfig).resolve()
     try:
         if not kubeconfig.exists():
@@ -1340,12 +1340,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    log_path = Path(tempfile.mkdtemp(prefix="blockflow-bench-")) / "controller.log"
+    log_path = Path(tempfile.mkdtemp(prefix=f"blockflow-bench-{name}-")) / "controller.log"
     results: dict[str, Any] = {
         "started": now_iso(),
-        "n": args.n,
-        "concurrency": args.concurrency,
-        "latency_samples": args.latency_samples,
+        **fields,
         "server": creds.server,
         "python": sys.version.split()[0],
         "env": {k: v for k, v in os.environ.items() if k.startswith("BLOCKFLOW_")},
@@ -1354,13 +1352,30 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         status = asyncio.run(run(args, creds, results, log_path))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         status = 130
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"lifecycle-{stamp}.json"
+    out = RESULTS_DIR / f"{name}-{stamp}.json"
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"results: {out.relative_to(ROOT)}  controller log: {log_path}")
     return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1000, help="Blocks per phase (default 1000)")
+    parser.add_argument(
+        "--latency-samples",
+        type=int,
+        default=50,
+        help="single Blocks for the idle apply→Ready latency (default 50)",
+    )
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.concurrency < 1 or args.latency_samples < 1:
+        parser.error("--n, --concurrency and --latency-samples must be at least 1")
+    fields = {"n": args.n, "concurrency": args.concurrency, "latency_samples": args.latency_samples}
+    return bench_main("lifecycle", args, fields, run)
 
 
 if __name__ == "__main__":

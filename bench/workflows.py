@@ -42,7 +42,6 @@ import secrets
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -55,9 +54,7 @@ import aiohttp
 
 # The lifecycle benchmark's helpers (this file runs as a script: bench/ is on sys.path).
 from lifecycle import (
-    CONTROL_PLANE_DIR,
     GROUP,
-    RESULTS_DIR,
     ROOT,
     VERSION,
     BenchError,
@@ -67,10 +64,11 @@ from lifecycle import (
     Kube,
     MetricKey,
     Watch,
+    add_common_arguments,
+    bench_main,
     control_plane_pids,
     create_namespace,
     drop_namespace,
-    load_credentials,
     median,
     metric_delta,
     now_iso,
@@ -1527,59 +1525,28 @@ def main(argv: list[str] | None = None) -> int:
         help="runs for throughput and for the waiting runs (default 1000)",
     )
     parser.add_argument(
-        "--concurrency", type=int, default=32, help="requests in flight (default 32)"
-    )
-    parser.add_argument(
         "--latency-samples",
         type=int,
         default=None,
         help="sequential webhook POSTs / runs for the step transitions (default min(200, runs))",
     )
-    parser.add_argument(
-        "--kubeconfig",
-        default=str(CONTROL_PLANE_DIR / "kubeconfig"),
-        help="default: the local control plane's (.local/control-plane/kubeconfig)",
-    )
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     if args.latency_samples is None:
         args.latency_samples = min(200, args.runs)
     if args.runs < 1 or args.concurrency < 1 or args.latency_samples < 1:
         parser.error("--runs, --concurrency and --latency-samples must be at least 1")
-    kubeconfig = Path(args.kubeconfig).resolve()
-    try:
-        if not kubeconfig.exists():
-            raise BenchError(f"{kubeconfig} does not exist; start the control plane first")
-        creds = load_credentials(kubeconfig)
-    except BenchError as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 1
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    log_path = Path(tempfile.mkdtemp(prefix="blockflow-bench-wf-")) / "controller.log"
-    results: dict[str, Any] = {
-        "started": now_iso(),
+    fields = {
         "runs": args.runs,
         "concurrency": args.concurrency,
         "latency_samples": args.latency_samples,
-        "server": creds.server,
-        "python": sys.version.split()[0],
-        "env": {k: v for k, v in os.environ.items() if k.startswith("BLOCKFLOW_")},
         "targets": {
             "latency_p50_ms": TARGET_LATENCY_MS,
             "runs_per_min": TARGET_RUNS_PER_MIN,
             "waiting_delta_mib": TARGET_WAITING_MIB,
         },
-        "interference": [],
-        "controller_log": str(log_path),
     }
-    try:
-        status = asyncio.run(run(args, creds, results, log_path))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        status = 130
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"workflows-{stamp}.json"
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(f"results: {out.relative_to(ROOT)}  controller log: {log_path}")
-    return status
+    return bench_main("workflows", args, fields, run)
 
 
 if __name__ == "__main__":
