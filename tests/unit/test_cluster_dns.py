@@ -4,17 +4,24 @@ trip on 127.0.0.1 against a lookup table."""
 
 from __future__ import annotations
 
+import io
+import json
 import random
 import socket
 import struct
+import urllib.error
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from controller.pki import make_ca
 from controller.testing.cluster_dns import (
     DnsServer,
     Lookup,
+    ServiceSource,
     cluster_ipv4,
     main,
     read_name,
@@ -349,6 +356,63 @@ def test_service_key(name: str, key: tuple[str, str] | None) -> None:
 )
 def test_cluster_ipv4(spec: dict[str, object], address: str | None) -> None:
     assert cluster_ipv4({"metadata": {"name": "s"}, "spec": spec}) == address
+
+
+def svc(name: str, version: int, cluster_ip: str = "None") -> dict[str, Any]:
+    meta = {"name": name, "namespace": "ns", "resourceVersion": str(version)}
+    return {"metadata": meta, "spec": {"clusterIP": cluster_ip}}
+
+
+def events(*pairs: tuple[str, dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps({"type": t, "object": o}).encode() + b"\n" for t, o in pairs)
+
+
+def test_service_source_lists_watches_and_relists(tmp_path: Path) -> None:
+    """The LIST/WATCH loop against a scripted API: events update the table, an ERROR 410 event
+    and a failed request both lead to a fresh LIST, and nothing is known before the first."""
+    gone = {"kind": "Status", "code": 410, "message": "too old resource version"}
+    script: list[bytes | Exception] = [
+        json.dumps(
+            {"metadata": {"resourceVersion": "10"}, "items": [svc("a", 5, "10.0.0.1")]}
+        ).encode(),
+        events(
+            ("ADDED", svc("b", 11, "10.0.0.2")),
+            ("ADDED", svc("headless", 12)),
+            ("MODIFIED", svc("a", 13, "10.0.0.9")),
+            ("BOOKMARK", {"metadata": {"resourceVersion": "14"}}),
+            ("DELETED", svc("b", 15, "10.0.0.2")),
+            ("ERROR", gone),
+        ),
+        json.dumps(
+            {"metadata": {"resourceVersion": "20"}, "items": [svc("c", 19, "10.0.0.3")]}
+        ).encode(),
+        urllib.error.URLError("connection refused"),
+        json.dumps({"metadata": {"resourceVersion": "30"}, "items": []}).encode(),
+    ]
+    source = ServiceSource("https://127.0.0.1:1", "token", make_ca(tmp_path, "test-ca"))
+    source.BACKOFF = (0.01, 0.02)
+    assert source.lookup("a.ns.svc.cluster.local") is None  # not listed yet: SERVFAIL
+    seen: list[tuple[dict[str, str], dict[tuple[str, str], str]]] = []
+
+    def fake_get(query: dict[str, str], timeout: float) -> io.BytesIO:
+        seen.append((query, dict(source._services)))
+        if not script:
+            source.stop()
+            raise OSError("end of script")
+        step = script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return io.BytesIO(step)
+
+    source._get = fake_get  # type: ignore[method-assign]
+    source._run()  # in this thread; returns once the script is used up
+    queries = [query.get("resourceVersion", "LIST") for query, _ in seen]
+    assert queries == ["LIST", "10", "LIST", "20", "LIST", "30"]
+    after_events = seen[2][1]
+    assert after_events == {("ns", "a"): "10.0.0.9"}
+    assert seen[3][1] == {("ns", "c"): "10.0.0.3"}
+    assert source.lookup("a.ns.svc.cluster.local") == []  # the last LIST was empty
+    assert all(q.get("watch") == "true" for q, _ in seen if "resourceVersion" in q)
 
 
 @pytest.mark.parametrize(
