@@ -15,6 +15,8 @@ before any virtualenv exists, so this is a deliberately small server for a test 
   nothing is ever forwarded.
 * Replies stay under 512 bytes; TC is set if one would not fit (there is no TCP listener).
   No SOA goes with negative answers, so nothing caches them: a new Service resolves at once.
+* Until the first LIST of Services has succeeded, names in the domain get SERVFAIL (retry).
+  RA is set: for a Pod this is the whole DNS, and its answers are final.
 
 ``python -m controller.testing.cluster_dns --kubeconfig PATH --listen 10.244.0.1:53`` (or
 ``--server URL --token-file F --ca F``) runs it in the foreground; see :func:`main`.
@@ -184,14 +186,9 @@ def service_key(name: str, domain: str = DEFAULT_DOMAIN) -> tuple[str, str] | No
     return (parts[1], parts[0]) if len(parts) == 2 and all(parts) else None
 
 
-def search_domains(namespace: str, domain: str = DEFAULT_DOMAIN) -> list[str]:
-    """A Pod's search list, as the kubelet writes it."""
-    return [f"{namespace}.svc.{domain}", f"svc.{domain}", domain]
-
-
 def resolv_conf(nameserver: str, namespace: str, domain: str = DEFAULT_DOMAIN) -> str:
-    """/etc/resolv.conf for a Pod in ``namespace`` that uses this server."""
-    search = " ".join(search_domains(namespace, domain))
+    """/etc/resolv.conf for a Pod in ``namespace`` that uses this server (the kubelet's)."""
+    search = f"{namespace}.svc.{domain} svc.{domain} {domain}"
     return f"nameserver {nameserver}\nsearch {search}\noptions ndots:5\n"
 
 

@@ -26,7 +26,6 @@ from controller.testing.cluster_dns import (
     main,
     read_name,
     resolv_conf,
-    search_domains,
     service_key,
 )
 from controller.testing.cluster_dns import build_reply as reply_to
@@ -253,11 +252,11 @@ def test_search_list_forms(pod_namespace: str, name: str, expected: list[str] | 
     assert resolve_like_glibc(name, conf) == expected
 
 
-def test_search_domains() -> None:
-    assert search_domains("team-a") == [
-        "team-a.svc.cluster.local",
-        "svc.cluster.local",
-        "cluster.local",
+def test_resolv_conf() -> None:
+    assert resolv_conf("10.244.0.1", "team-a", "corp.test").splitlines() == [
+        "nameserver 10.244.0.1",
+        "search team-a.svc.corp.test svc.corp.test corp.test",
+        "options ndots:5",
     ]
 
 
