@@ -3,6 +3,10 @@
 # `kubernetes` source package into the Blockflow cache, for machines without
 # Docker, envtest or a cluster.  Idempotent: a finished build is reused.
 #
+#   hack/build-control-plane.sh           the control plane
+#   hack/build-control-plane.sh --node    also kubelet, kube-scheduler, kube-proxy and the
+#                                         Pod sandbox's `pause` binary, for a node that runs Pods
+#
 # Why from source: Debian ships etcd and Go but no API server binary.  The
 # source package (Kubernetes 1.20.2) carries its vendor/ tree, so the build
 # needs no network beyond Debian's archive.
@@ -14,6 +18,12 @@ DEST="$CACHE_ROOT/control-plane/$K8S_VERSION"
 BIN="$DEST/bin"
 WORK="$DEST/build"
 WANTED=(kube-apiserver kube-controller-manager kubectl)
+NODE=0
+case "${1:-}" in
+  --node) NODE=1; WANTED+=(kubelet kube-scheduler kube-proxy) ;;
+  "") ;;
+  *) echo "usage: $0 [--node]" >&2; exit 2 ;;
+esac
 
 log() { printf '[build-control-plane] %s\n' "$*" >&2; }
 die() { printf '[build-control-plane] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -21,6 +31,7 @@ die() { printf '[build-control-plane] ERROR: %s\n' "$*" >&2; exit 1; }
 all_built() {
   local b
   for b in "${WANTED[@]}"; do [[ -x "$BIN/$b" ]] || return 1; done
+  [[ $NODE -eq 0 || -x "$BIN/pause" ]]
 }
 
 if all_built; then
@@ -93,9 +104,11 @@ build() {
   local tree=$1
   mkdir -p "$tree/.go/src/k8s.io"
   ln -sfn "$tree" "$tree/.go/src/k8s.io/kubernetes"
-  local what="" b
-  for b in "${WANTED[@]}"; do what+="cmd/$b "; done
-  log "building ${WANTED[*]} (about 6-7 minutes on 2 cores the first time)"
+  local what="" b missing=()
+  for b in "${WANTED[@]}"; do [[ -x "$BIN/$b" ]] || missing+=("$b"); done
+  [[ ${#missing[@]} -gt 0 ]] || return 0
+  for b in "${missing[@]}"; do what+="cmd/$b "; done
+  log "building ${missing[*]} (about 6-7 minutes on 2 cores the first time, 2-3 for the node's)"
   (
     cd "$tree/.go/src/k8s.io/kubernetes"
     export GOPATH="$tree/.go" CGO_ENABLED=0 GOFLAGS=-mod=vendor GO111MODULE=on
@@ -104,12 +117,24 @@ build() {
     make WHAT="${what% }" >&2
   )
   mkdir -p "$BIN"
-  for b in "${WANTED[@]}"; do
+  for b in "${missing[@]}"; do
     install -m 0755 "$tree/_output/local/bin/linux/amd64/$b" "$BIN/$b"
   done
 }
 
+build_pause() {
+  # The Pod sandbox's process: the tree's pause.c, linked statically (no image registry here).
+  local tree=$1
+  [[ $NODE -eq 1 && ! -x "$BIN/pause" ]] || return 0
+  command -v gcc >/dev/null 2>&1 || die "'gcc' is missing: install gcc and libc6-dev (hack/install-deps.sh --node)."
+  log "compiling pause"
+  gcc -Os -static -o "$BIN/pause.tmp" "$tree/build/pause/linux/pause.c"
+  strip "$BIN/pause.tmp" 2>/dev/null || true
+  mv "$BIN/pause.tmp" "$BIN/pause"
+}
+
 tree=$(fetch_source)
 build "$tree"
+build_pause "$tree"
 all_built || die "build finished but binaries are missing from $BIN"
 log "built into $BIN"

@@ -9,7 +9,18 @@
 #   chromium fonts-dejavu-core
 #                             the web page's tests drive Debian's Chromium with Playwright
 #                             (never `playwright install`); a font so text renders in screenshots
+# With --node, also what a local node that runs Pods needs (hack/control-plane.sh up --node):
+#   containerd runc containernetworking-plugins iptables conntrack
+#                             the container runtime, the Pod network (CNI bridge) and kube-proxy
+#   buildah mmdebstrap        images built here without Docker or a registry (make image)
+#   gcc libc6-dev             the Pod sandbox's static `pause` binary
 set -euo pipefail
+NODE=0
+case "${1:-}" in
+  --node) NODE=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--node]" >&2; exit 2 ;;
+esac
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 K8S_VERSION="${BLOCKFLOW_K8S_VERSION:-1.20.2}"
 CACHE_BIN="${BLOCKFLOW_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/blockflow}/control-plane/$K8S_VERSION/bin"
@@ -22,9 +33,14 @@ have_binary() {
 
 wanted=(openssl ca-certificates make postgresql chromium fonts-dejavu-core)
 have_binary etcd || wanted+=(etcd-server)
-if ! have_binary kube-apiserver || ! have_binary kube-controller-manager; then
-  wanted+=(golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev)
+build_tools=0
+have_binary kube-apiserver && have_binary kube-controller-manager || build_tools=1
+if [[ $NODE -eq 1 ]]; then
+  wanted+=(containerd runc containernetworking-plugins iptables conntrack buildah mmdebstrap
+    gcc libc6-dev)
+  for b in kubelet kube-scheduler kube-proxy pause; do have_binary "$b" || build_tools=1; done
 fi
+[[ $build_tools -eq 0 ]] || wanted+=(golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev)
 python3 -m venv --help >/dev/null 2>&1 || wanted+=(python3-venv)
 
 missing=()

@@ -29,16 +29,29 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from controller.pki import PkiError, make_ca, make_serving_cert, openssl
+from controller.testing.node import (
+    CLUSTER_DOMAIN,
+    GATEWAY,
+    NODE_CONTROLLERS,
+    NODE_NAME,
+    STOP_ORDER,
+    Node,
+    NodeError,
+    api_client,
+    node_ready,
+)
 
 K8S_VERSION = os.environ.get("BLOCKFLOW_K8S_VERSION", "1.20.2")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STATE_DIR = REPO_ROOT / ".local" / "control-plane"
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
 DEFAULT_CONTROLLERS = "garbagecollector,namespace,serviceaccount"
+SERVICE_CIDR, SERVICE_IP = "10.0.0.0/24", "10.0.0.1"
 ADMIN_USER = "blockflow-admin"
 NON_ADMIN_USER = "blockflow-user"
 READY_TIMEOUT = float(os.environ.get("BLOCKFLOW_CONTROL_PLANE_TIMEOUT", "90"))
@@ -79,6 +92,21 @@ class Binaries:
     kubectl: Path
 
 
+NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy", "pause")
+
+
+def resolve_node_binaries(*, build: bool = True) -> dict[str, str]:
+    """kubelet, kube-scheduler, kube-proxy and pause, built from the same tree when missing."""
+    found = {name: _find_binary(name) for name in NODE_BINARIES}
+    if any(path is None for path in found.values()) and build:
+        _build_from_source("--node")
+        found = {name: _find_binary(name) for name in NODE_BINARIES}
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        raise ControlPlaneError(f"{', '.join(missing)} not found; look in {cached_bin_dir()}.")
+    return {name: str(path) for name, path in found.items()}
+
+
 def resolve_binaries(*, build: bool = True) -> Binaries:
     """Find the four binaries, building the Kubernetes ones from source when needed."""
     etcd = _find_binary("etcd")
@@ -108,13 +136,13 @@ def resolve_binaries(*, build: bool = True) -> Binaries:
     return Binaries(etcd, apiserver, kcm, kubectl)
 
 
-def _build_from_source() -> None:
+def _build_from_source(*flags: str) -> None:
+    what = "the node's binaries" if flags else "kube-apiserver/kube-controller-manager"
     print(
-        f"[control-plane] no kube-apiserver/kube-controller-manager found; building them into "
-        f"{cached_bin_dir()} (one-off, ~6 minutes)",
+        f"[control-plane] building {what} into {cached_bin_dir()} (one-off, minutes)",
         file=sys.stderr,
     )
-    result = subprocess.run(["bash", str(BUILD_SCRIPT)], check=False)
+    result = subprocess.run(["bash", str(BUILD_SCRIPT), *flags], check=False)
     if result.returncode != 0:
         raise ControlPlaneError(
             "building the control plane failed (see the output above). Either install envtest's "
@@ -146,6 +174,7 @@ class State:
     user_kubeconfig: str
     pids: dict[str, int] = field(default_factory=dict)
     binaries: dict[str, str] = field(default_factory=dict)
+    node: bool = False
 
 
 class ControlPlane:
@@ -219,27 +248,55 @@ class ControlPlane:
 
     # -- verbs ------------------------------------------------------------------------------
 
-    def up(self) -> tuple[State, bool]:
-        """Start the control plane, or reuse a running one. Returns (state, started_now)."""
+    def up(self, *, node: bool = False) -> tuple[State, bool]:
+        """Start the control plane (with a node that runs Pods when asked), or reuse a running
+        one. A running plane without a node gets one: its API server restarts so that Pods can
+        reach it, etcd and everything stored stay. Returns (state, started_now)."""
         state = self.load_state()
         if state is not None and self.is_running(state):
-            return state, False
+            if not node or state.node:
+                return state, False
+            self._add_node(state)
+            return state, True
         self.down(quiet=True)
         binaries = resolve_binaries()
+        node_binaries = resolve_node_binaries() if node else {}
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         try:
             state = self._start(binaries)
-        except BaseException:
-            self.down(quiet=True)
+            if node:
+                state.binaries.update(node_binaries)
+                self._add_node(state)
+        except BaseException as exc:
+            kept = self._keep_logs()
+            try:
+                self.down(quiet=True)
+            except ControlPlaneError as left:
+                print(f"[control-plane] {left}", file=sys.stderr)
+            if isinstance(exc, ControlPlaneError | NodeError):
+                raise ControlPlaneError(f"{exc}\n(logs kept in {kept})") from exc
             raise
         return state, True
 
+    def _keep_logs(self) -> Path:
+        """A failed start's logs, kept beside the state directory that `down` deletes."""
+        kept = self.state_dir.with_name(self.state_dir.name + "-failed-logs")
+        shutil.rmtree(kept, ignore_errors=True)
+        if self.logs.exists():
+            shutil.copytree(self.logs, kept)
+        return kept
+
     def down(self, *, quiet: bool = False) -> bool:
-        """Stop every process and delete all state. Returns whether anything was running."""
+        """Stop every process and delete all state. Returns whether anything was running.
+        Raises ControlPlaneError naming what a node left behind, if anything."""
         state = self.load_state()
         stopped = False
+        left: list[str] = []
         if state is not None:
+            if state.node or (self.state_dir / "node").exists():
+                left = self._stop_node(state)
+                stopped = True
             # Stop in reverse start order: controller manager, API server, then etcd.
             for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
                 pid = state.pids.get(name)
@@ -250,7 +307,64 @@ class ControlPlane:
         shutil.rmtree(self._etcd_data_dir(), ignore_errors=True)
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir, ignore_errors=True)
+        if left:
+            raise ControlPlaneError("the node left behind:\n  " + "\n  ".join(left))
         return stopped
+
+    # -- the node -----------------------------------------------------------------------------
+
+    def _api(self, state: State) -> Callable[[str, str], object]:
+        return api_client(state.server, state.admin_token, self.pki / "ca.crt")
+
+    def _add_node(self, state: State) -> None:
+        """Restart the API server and controller manager for a node, then start the node."""
+        if not state.binaries.get("kubelet"):
+            state.binaries.update(resolve_node_binaries())
+        node = Node(self.state_dir)
+        api_port = int(state.server.rsplit(":", 1)[1])
+        state.node = True
+        self._save(state)
+        node.prepare_network(api_port)
+        for name in ("kube-controller-manager", "kube-apiserver"):
+            pid = state.pids.pop(name, None)
+            if pid is not None:
+                _stop_process(pid)
+        binaries = Binaries(
+            Path(state.binaries["etcd"]),
+            Path(state.binaries["kube_apiserver"]),
+            Path(state.binaries["kube_controller_manager"]),
+            Path(state.binaries["kubectl"]),
+        )
+        self._start_apiserver(state, binaries, api_port, node=True)
+        self._start_controller_manager(state, binaries, node=True)
+        node.write_configs(state.binaries, free_port())
+        state.pids["containerd"] = node.start_containerd(self._spawn)
+        self._save(state)
+        node.import_pause(Path(state.binaries["pause"]))
+        commands = node.commands(state.binaries, self.kubeconfig)
+        for name, argv in commands.items():
+            state.pids[name] = self._spawn(name, argv)
+            self._save(state)
+        api = self._api(state)
+        _wait_for(lambda: node_ready(api), f"the node {NODE_NAME}", self.logs / "kubelet.log")
+        for name in commands:
+            if not _pid_alive(state.pids[name]):
+                log = _tail(self.logs / f"{name}.log")
+                raise ControlPlaneError(f"{name} exited at start:\n{log}")
+
+    def _stop_node(self, state: State) -> list[str]:
+        api = self._api(state) if self._ready(state) else None
+        node_pids = {name: state.pids.pop(name) for name in list(state.pids) if name in STOP_ORDER}
+        return Node(self.state_dir).stop(
+            node_pids, _stop_process, api, state.binaries.get("kube-proxy")
+        )
+
+    def load_image(self, archive: Path) -> None:
+        """Import an image archive (docker-archive or oci-archive) into the node's containerd."""
+        state = self.load_state()
+        if state is None or not state.node or not self.is_running(state):
+            raise ControlPlaneError("no node is running: hack/control-plane.sh up --node")
+        Node(self.state_dir).load_image(archive)
 
     # -- start ------------------------------------------------------------------------------
 
@@ -296,24 +410,36 @@ class ControlPlane:
         )
         self._save(state)
         _wait_for(lambda: _http_ok(f"{etcd_url}/health"), "etcd", self.logs / "etcd.log")
+        self._start_apiserver(state, binaries, api_port, node=False)
+        self._start_controller_manager(state, binaries, node=False)
+        return state
+
+    def _start_apiserver(self, state: State, binaries: Binaries, port: int, *, node: bool) -> None:
+        # Without a node it listens on loopback only and publishes no endpoint for the
+        # `kubernetes` Service; with one, Pods reach it at the bridge's address (the node's
+        # guard chain drops it on every other interface).
+        if node:
+            where = ["--bind-address=0.0.0.0", f"--advertise-address={GATEWAY}"]
+            where.append("--kubelet-preferred-address-types=InternalIP")
+        else:
+            where = ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"]
+            where.append("--endpoint-reconciler-type=none")
         state.pids["kube-apiserver"] = self._spawn(
             "kube-apiserver",
             [
                 str(binaries.kube_apiserver),
-                f"--etcd-servers={etcd_url}",
+                f"--etcd-servers={state.etcd_url}",
                 f"--cert-dir={self.pki}",
                 f"--tls-cert-file={self.pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={self.pki / 'apiserver.key'}",
                 f"--client-ca-file={self.pki / 'ca.crt'}",
-                f"--secure-port={api_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                *where,
                 "--insecure-port=0",
-                "--endpoint-reconciler-type=none",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=RBAC",
                 f"--token-auth-file={self.pki / 'tokens.csv'}",
-                f"--service-account-issuer={server}",
+                f"--service-account-issuer={state.server}",
                 f"--service-account-key-file={self.pki / 'sa.key'}",
                 f"--service-account-signing-key-file={self.pki / 'sa.key'}",
                 "--allow-privileged=true",
@@ -322,7 +448,12 @@ class ControlPlane:
         )
         self._save(state)
         _wait_for(lambda: self._ready(state), "kube-apiserver", self.logs / "kube-apiserver.log")
-        controllers = os.environ.get("BLOCKFLOW_CONTROLLERS", DEFAULT_CONTROLLERS)
+
+    def _start_controller_manager(self, state: State, binaries: Binaries, *, node: bool) -> None:
+        # Without a node the Job controller stays off, so tests can set a Job's status
+        # themselves; with one, Deployments, Services and Jobs are carried out for real.
+        default = NODE_CONTROLLERS if node else DEFAULT_CONTROLLERS
+        controllers = os.environ.get("BLOCKFLOW_CONTROLLERS", default)
         state.pids["kube-controller-manager"] = self._spawn(
             "kube-controller-manager",
             [
@@ -330,6 +461,8 @@ class ControlPlane:
                 f"--kubeconfig={self.kubeconfig}",
                 "--leader-elect=false",
                 f"--controllers={controllers}",
+                f"--service-account-private-key-file={self.pki / 'sa.key'}",
+                f"--root-ca-file={self.pki / 'ca.crt'}",
                 "--bind-address=127.0.0.1",
                 "--secure-port=0",
                 "--port=0",
@@ -343,7 +476,6 @@ class ControlPlane:
                 "kube-controller-manager exited at start:\n"
                 + _tail(self.logs / "kube-controller-manager.log")
             )
-        return state
 
     def _save(self, state: State) -> None:
         tmp = self.state_file.with_suffix(".tmp")
@@ -354,8 +486,10 @@ class ControlPlane:
     def _spawn(self, name: str, argv: list[str]) -> int:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         with log:
+            env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
             proc = subprocess.Popen(
                 argv,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -378,6 +512,9 @@ class ControlPlane:
                     "DNS:kubernetes",
                     "DNS:kubernetes.default",
                     "DNS:kubernetes.default.svc",
+                    f"DNS:kubernetes.default.svc.{CLUSTER_DOMAIN}",
+                    f"IP:{GATEWAY}",
+                    f"IP:{SERVICE_IP}",
                 ],
             )
             openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
@@ -492,8 +629,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="hack/control-plane.sh",
         description="Local Kubernetes control plane (etcd + kube-apiserver + controller manager).",
     )
-    parser.add_argument("verb", choices=["up", "down", "env", "status", "token"])
+    parser.add_argument("verb", choices=["up", "down", "env", "status", "token", "load-image"])
+    parser.add_argument("archive", nargs="?", type=Path, help="load-image: an image archive")
     parser.add_argument("--dir", type=Path, default=None, help="state directory")
+    parser.add_argument(
+        "--node",
+        action="store_true",
+        help="up: also a node that runs Pods (containerd, kubelet, scheduler, kube-proxy, DNS)",
+    )
     parser.add_argument(
         "--user",
         action="store_true",
@@ -504,10 +647,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.verb == "up":
             started = time.monotonic()
-            started_state, fresh = plane.up()
+            started_state, fresh = plane.up(node=args.node)
             verb = f"started in {time.monotonic() - started:.1f}s" if fresh else "already running"
             print(f"control plane {verb}: {started_state.server}", file=sys.stderr)
             print(_usage_hint(plane), file=sys.stderr)
+            return 0
+        if args.verb == "load-image":
+            if args.archive is None:
+                parser.error("load-image needs the path of an image archive")
+            plane.load_image(args.archive)
+            print(f"loaded {args.archive} into the node", file=sys.stderr)
             return 0
         if args.verb == "down":
             stopped = plane.down()
@@ -538,12 +687,12 @@ def main(argv: list[str] | None = None) -> int:
         if state is None or not plane.is_running(state):
             print("control plane: stopped")
             return 3
-        print(f"control plane: running at {state.server}")
+        print(f"control plane: running at {state.server}" + (" with a node" if state.node else ""))
         for name, pid in state.pids.items():
             print(f"  {name}: pid {pid}")
         print(_usage_hint(plane))
         return 0
-    except ControlPlaneError as exc:
+    except (ControlPlaneError, NodeError) as exc:
         print(f"[control-plane] ERROR: {exc}", file=sys.stderr)
         return 1
 
