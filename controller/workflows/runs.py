@@ -241,13 +241,12 @@ class RunRuntime:
         """Enqueue the run now, later, or not at all — from its status alone."""
         status = body.get("status") or {}
         state = status.get("state")
-        if state in (None, RunState.QUEUED) or (body.get("spec") or {}).get("cancel"):
-            if state not in FINAL_STATES:
+        if state in FINAL_STATES:
+            if "finished" not in (status.get("accounted") or []) or _unobserved(body):
                 self.queue.add(key)
             return
-        if state in FINAL_STATES:
-            if "finished" not in (status.get("accounted") or []):
-                self.queue.add(key)
+        if state in (None, RunState.QUEUED) or (body.get("spec") or {}).get("cancel"):
+            self.queue.add(key)
             return
         try:
             spec = WorkflowSpec.model_validate(status.get("workflowSpec") or {})
@@ -308,6 +307,10 @@ class RunRuntime:
         if status.state in FINAL_STATES:
             if "finished" not in status.accounted:
                 body = await self._end(key, body, status)
+            elif _unobserved(body):
+                # The spec changed after the end (e.g. a late cancel): nothing to do but to
+                # say so, or kstatus would see the run in progress for ever.
+                body = await self._write(body, status)
             return body, False
         if (body.get("spec") or {}).get("cancel"):
             return await self._end(key, body, executor.cancel(status, now)), False
@@ -530,6 +533,8 @@ class RunRuntime:
         self, body: Body, status: WorkflowRunStatus, *, snapshot: bool = False
     ) -> Body:
         """One resourceVersion-checked status write; indexes and plans from its result."""
+        # The generation acted on: the write is checked against this body's resourceVersion.
+        status = status.model_copy(update={"observed_generation": _generation(body)})
         if status.state is not None:
             # From the conditions last written (the in-memory ones may be older).
             previous = [
@@ -889,8 +894,10 @@ _RUN_LIFECYCLE = {
 def run_conditions(
     status: WorkflowRunStatus, body: Body, now: datetime, previous: list[Condition]
 ) -> list[Condition]:
-    """kstatus for runs: completed (or cancelled) is Ready, failed is Stalled, the rest
-    Reconciling — so `kubectl wait --for=condition=Ready wfr/NAME` waits for the end."""
+    """kstatus for runs: completed or cancelled is Ready (Current), failed or terminated
+    Stalled (Failed), the rest — queued, running, waiting, and paused, which has not ended
+    either — Reconciling (InProgress); so `kubectl wait --for=condition=Ready wfr/NAME` and
+    Flux's `wait: true` wait for the end. The reason is the run's state, capitalized."""
     assert status.state is not None
     message = f"run {status.state.value}"
     if status.error is not None:
@@ -898,11 +905,22 @@ def run_conditions(
     return conditions_for(
         _RUN_LIFECYCLE[status.state],
         message=message[:1024],
-        generation=int(body["metadata"].get("generation", 1)),
+        generation=_generation(body),
         now=now,
         previous=previous,
         reason=status.state.value.capitalize(),
     )
+
+
+def _generation(body: Body) -> int:
+    return int(body["metadata"].get("generation", 1))
+
+
+def _unobserved(body: Body) -> bool:
+    """A spec change the controller has not acknowledged in status.observedGeneration
+    (runs written before it was recorded have none: nothing to acknowledge)."""
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return observed is not None and observed != _generation(body)
 
 
 def _refusal(workflow: Body | None, name: str, namespace: str, version: int | None) -> str | None:
