@@ -382,7 +382,9 @@ def test_requested_drain_drains_without_deleting_and_sync_brings_it_back(
         lambda: lifecycle(kubectl, namespace, "pause").get("status") == "drained", what="drained"
     )
     assert lifecycle(kubectl, namespace, "pause")["lastHandledDrainAt"] == "d1"
-    assert condition(kubectl, namespace, "pause", "Ready")["status"] == "False"
+    # Settled, offline on purpose: Ready with the reason Drained (kstatus: Current).
+    ready = condition(kubectl, namespace, "pause", "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Drained")
     assert get(kubectl, namespace, "block", "pause")  # still there
     kubectl.run("annotate", "block", "pause", "-n", namespace, "blockflow.dev/requested-sync-at=s1")
     wait_ready(kubectl, namespace, "block/pause")

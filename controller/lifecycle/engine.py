@@ -26,7 +26,7 @@ from typing import Any
 from controller.api.common import Condition, LifecycleState, LifecycleStatus
 from controller.handlers.protocol import DrainReply, SideEffects, SyncReply
 from controller.handlers.transport import HandlerError
-from controller.lifecycle.conditions import conditions_for
+from controller.lifecycle.conditions import conditions_for, outdated
 
 #: Failed syncs and drains retry after 5 s, 10 s, 20 s … capped at 5 minutes, ±20 % jitter.
 BACKOFF_INITIAL = 5.0
@@ -49,6 +49,7 @@ class Action(StrEnum):
     DRAIN = "drain"
     WAIT = "wait"
     RELEASE = "release"  # remove the finalizer: the entity may go
+    REFRESH = "refresh"  # rewrite outdated conditions only (no handler call)
     NONE = "none"
 
 
@@ -71,6 +72,9 @@ class Observed:
     inputs_hash: str | None = None
     #: A handler asked for a sync (``lifecycle.sync()``); kept in memory only.
     sync_requested_by_handler: bool = False
+    #: The Ready reason once drained on request (a Workflow's Draft, Paused or Archived);
+    #: None: Drained.
+    drained_reason: str | None = None
 
     @property
     def state(self) -> LifecycleState | None:
@@ -126,6 +130,8 @@ def plan(obs: Observed, now: datetime) -> Plan:
     trigger = _sync_trigger(obs)
     if trigger:
         return Plan(Action.SYNC, trigger)
+    if state is not None and outdated(state, obs.conditions):
+        return Plan(Action.REFRESH, "ConditionsOutdated")
     if state is LifecycleState.DRAINED:
         return Plan(Action.NONE, "Drained")
     return _due(obs, now, Action.SYNC, "Retry" if state is LifecycleState.FAILED else "Scheduled")
@@ -400,6 +406,14 @@ def _failure(
     )
 
 
+def refreshed(obs: Observed, now: datetime) -> Decision:
+    """Only the conditions, rewritten for the lifecycle status as it is (they were written
+    under another rule, e.g. by an older controller); nothing else changes."""
+    assert obs.lifecycle is not None and obs.lifecycle.status is not None
+    conditions = _conditions(obs, obs.lifecycle, now, None)
+    return Decision(status_patch={"conditions": conditions}, new_state=obs.lifecycle.status)
+
+
 def _status_patch(
     obs: Observed,
     lifecycle: LifecycleStatus,
@@ -408,24 +422,32 @@ def _status_patch(
     reason: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    assert lifecycle.status is not None
+    return {
+        "observedGeneration": obs.generation,
+        # Full replacement of these two (merge-patch replaces lists; nulls clear old fields).
+        "lifecycle": lifecycle.model_dump(by_alias=True, mode="json"),
+        "conditions": _conditions(obs, lifecycle, now, reason),
+        **(extra or {}),
+    }
+
+
+def _conditions(
+    obs: Observed, lifecycle: LifecycleStatus, now: datetime, reason: str | None
+) -> list[dict[str, Any]]:
+    state = lifecycle.status
+    assert state is not None
+    if reason is None and state is LifecycleState.DRAINED and not obs.deleting:
+        reason = obs.drained_reason
     conditions = conditions_for(
-        lifecycle.status,
+        state,
         message=lifecycle.description or "",
         generation=obs.generation,
         now=now,
         previous=obs.conditions,
         reason=reason,
+        deleting=obs.deleting,
     )
-    return {
-        "observedGeneration": obs.generation,
-        # Full replacement of these two (merge-patch replaces lists; nulls clear old fields).
-        "lifecycle": lifecycle.model_dump(by_alias=True, mode="json"),
-        "conditions": [
-            c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in conditions
-        ],
-        **(extra or {}),
-    }
+    return [c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in conditions]
 
 
 def _split_signals(obs: Observed, updates: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -62,7 +62,7 @@ from controller.runtime.queue import WorkQueue
 from controller.runtime.store import Body, Key, Store
 from controller.server import metrics
 from controller.server.urls import app_http_url, app_page_url
-from controller.workflows.activator import AppHandle
+from controller.workflows.activator import AppHandle, drained_reason
 from controller.workflows.naming import WORKFLOW_SIGNALS
 
 log = get_logger("blockflow.lifecycle")
@@ -281,6 +281,9 @@ class LifecycleRuntime:
         if decided.action is Action.RELEASE:
             await self._release(key, body, decided.reason)
             return
+        if decided.action is Action.REFRESH:
+            await self._apply(key, body, obs, engine.refreshed(obs, now), ctx)
+            return
         if decided.action is Action.SYNC:
             decision = await self._sync(key, body, ctx, obs, now)
         else:
@@ -492,6 +495,7 @@ class LifecycleRuntime:
             sensitive_signal_names=ctx.sensitive,
             inputs_hash=ctx.inputs_hash,
             sync_requested_by_handler=key in self.handler_requested,
+            drained_reason=drained_reason(body) if key.kind == "Workflow" else None,
         )
 
     # -- calls ---------------------------------------------------------------------------------

@@ -103,6 +103,13 @@ def drain_request(body: Body) -> str | None:
     return f"{state.value}@{body['metadata'].get('generation', 1)}"
 
 
+def drained_reason(body: Body) -> str | None:
+    """The Ready reason of a Workflow whose trigger is deactivated on purpose: its
+    `spec.state` (Draft, Paused or Archived), None while it should be active."""
+    state = wanted_state(body)
+    return None if state is WorkflowState.ACTIVE else state.value
+
+
 class WorkflowActivator:
     """The lifecycle engine's "handler" for one Workflow (built per reconcile)."""
 
