@@ -64,7 +64,8 @@ else
     hs.status = "Degraded"
     description = stalled.message or ""
   elseif ready ~= nil and ready.status == "True" then
-    hs.status = "Healthy"
+    -- Ready=True with reason Drained: settled, but offline on purpose
+    hs.status = ready.reason == "Drained" and "Suspended" or "Healthy"
     description = ready.message or ""
   else
     hs.status = "Progressing"

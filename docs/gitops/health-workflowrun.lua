@@ -22,6 +22,14 @@ if obj.status == nil or obj.status.state == nil then
 end
 
 local status = obj.status
+local generation = obj.metadata.generation
+if generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration < generation then
+  -- e.g. spec.cancel set, not yet acted on (runs written before observedGeneration have none)
+  hs.status = "Progressing"
+  hs.message = "waiting for the controller to observe generation " .. tostring(generation)
+  return hs
+end
+
 local state = status.state
 local err = status.error or {}
 

@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 from lupa import lua51
 
+from controller.lifecycle.conditions import SETTLED_OFFLINE_REASONS
+from tests import kstatus
+
 REPO = Path(__file__).resolve().parents[2]
 GITOPS = REPO / "docs" / "gitops"
 SAMPLES: dict[str, dict[str, Any]] = json.loads(
@@ -132,25 +135,51 @@ def test_every_sample_is_covered_and_every_kind_reaches_every_status() -> None:
 
 
 def test_health_agrees_with_the_kstatus_conditions() -> None:
-    """Ready=True is Healthy, Stalled=True Degraded, Reconciling=True Progressing, whenever the
-    conditions are current (their observedGeneration is the object's generation)."""
+    """Ready=True is Healthy (or Suspended, when its reason says the object is offline on
+    purpose), Stalled=True Degraded, Reconciling=True Progressing, whenever the conditions
+    are current (their observedGeneration is the object's generation)."""
     for name, obj in SAMPLES.items():
         conditions = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
         generation = obj["metadata"].get("generation")
         if not conditions or conditions["Ready"].get("observedGeneration") != generation:
             continue
         status, _ = health(obj)
+        ready = conditions["Ready"]
         expected = (
-            "Healthy"
-            if conditions["Ready"]["status"] == "True"
+            ("Suspended" if ready["reason"] in SETTLED_OFFLINE_REASONS else "Healthy")
+            if ready["status"] == "True"
             else "Degraded"
             if conditions["Stalled"]["status"] == "True"
             else "Progressing"
             if conditions["Reconciling"]["status"] == "True"
             else None
         )
-        if expected is not None:
-            assert status == expected, name
+        assert expected is not None, f"{name}: Ready=False, neither Reconciling nor Stalled"
+        assert status == expected, name
+
+
+#: What kstatus (Flux's `wait: true`) says of an object, by what Argo CD says of it.
+KSTATUS_OF_HEALTH = {
+    "Healthy": kstatus.CURRENT,
+    "Suspended": kstatus.CURRENT,
+    "Degraded": kstatus.FAILED,
+    "Progressing": kstatus.IN_PROGRESS,
+}
+
+
+def test_flux_and_argo_cd_agree_on_every_sample() -> None:
+    """kstatus (Flux) and the Argo CD scripts agree on every captured object that has
+    conditions: settled is Current (Healthy or Suspended), broken Failed, the rest
+    InProgress, and being deleted Terminating. (kstatus counts an object the controller has
+    not written yet as Current; the scripts say Progressing: see docs/gitops/README.md.)"""
+    for name, obj in SAMPLES.items():
+        if not (obj.get("status") or {}).get("conditions"):
+            continue
+        status, message = health(obj)
+        expected = KSTATUS_OF_HEALTH[status]
+        if obj["metadata"].get("deletionTimestamp"):
+            expected = kstatus.TERMINATING  # whatever the drain is doing
+        assert kstatus.compute(obj).status == expected, (name, status, message)
 
 
 # -- decisions on shapes the captures do not show -------------------------------------------
@@ -172,6 +201,9 @@ def test_without_lifecycle_the_conditions_decide() -> None:
     assert status == "Degraded" and "cannot reach handler" in message
     nothing = sample("app/new", observedGeneration=1)
     assert health(nothing) == ("Progressing", "waiting for the first sync")
+    drained = sample("block/drained")
+    del drained["status"]["lifecycle"]
+    assert health(drained) == ("Suspended", "Drained")
 
 
 def test_a_draft_workflow_asked_to_be_active_is_activating() -> None:
@@ -208,6 +240,15 @@ def test_a_step_waiting_to_retry_says_until_when_and_why() -> None:
         "step call is waiting until 2026-11-21T09:30:00Z to retry "
         "(attempt 1 failed: POST http://x/ answered 503)",
     )
+
+
+def test_a_run_whose_spec_changed_is_progressing_until_observed() -> None:
+    obj = sample("workflowrun/waiting")
+    obj["metadata"]["generation"] = 2  # e.g. spec.cancel set
+    assert health(obj) == ("Progressing", "waiting for the controller to observe generation 2")
+    del obj["status"]["observedGeneration"]  # written before runs recorded it
+    assert health(obj)[0] == "Progressing"
+    assert health(obj)[1] == "step approve is waiting for a hook"
 
 
 def test_a_paused_run_is_suspended() -> None:
