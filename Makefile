@@ -10,15 +10,26 @@ DEMO_OAUTH_PORT ?= 8091
 KUBECTL := hack/kubectl
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# Images: `make image` builds the Dockerfile with buildah (docker build works the same).
+IMAGE ?= localhost/blockflow:dev
+HANDLER_IMAGE ?= localhost/storage-handler:dev
+BASE_IMAGE ?= python:3.11-slim
+LOCAL_BASE_IMAGE := localhost/blockflow-base:bookworm
+IMAGE_DIR := .local/images
+# The host's CA bundle, mounted into image builds (a TLS proxy in front of PyPI signs with it).
+HOST_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+BUILDAH_BUD = buildah bud --quiet --layers --network=host \
+	$(if $(wildcard $(HOST_CA_BUNDLE)),--volume $(HOST_CA_BUNDLE):/run/host-ca.crt:ro --build-arg CA_BUNDLE=/run/host-ca.crt)
 
 .PHONY: demo test test-fast lint crds protocol docs deps venv control-plane down clean help \
-	bench-lifecycle bench-workflows
+	bench-lifecycle bench-workflows image image-handler base-image node node-images
 
 help:
 	@echo "make demo    control plane up, CRDs and examples applied, controller running"
 	@echo "make test    the whole test suite against the local control plane"
 	@echo "make test-fast | lint | crds | protocol | docs | control-plane | down | clean"
 	@echo "make bench-lifecycle | bench-workflows   (BENCH_ARGS=\"--help\" for options)"
+	@echo "make image [BASE_IMAGE=...] | image-handler | node | node-images"
 
 deps:
 	@hack/install-deps.sh
@@ -112,6 +123,34 @@ demo: control-plane
 
 down:
 	@hack/control-plane.sh down
+
+# The controller's image, built with buildah from the Dockerfile (BASE_IMAGE: its Python base).
+image:
+	@command -v buildah >/dev/null || { echo "buildah is missing: hack/install-deps.sh --node (or: docker build -t $(IMAGE) .)" >&2; exit 1; }
+	$(BUILDAH_BUD) --build-arg BASE=$(BASE_IMAGE) -t $(IMAGE) .
+
+# The example HTTP handler's image, FROM the controller's.
+image-handler:
+	$(BUILDAH_BUD) --build-arg BLOCKFLOW_IMAGE=$(IMAGE) -t $(HANDLER_IMAGE) examples/http-handler
+
+# A Python base made here from Debian's packages, for machines that reach no image registry.
+base-image:
+	@hack/base-image.sh
+
+# The local control plane with a node that runs Pods (root).
+node: venv
+	@hack/install-deps.sh --node
+	@hack/control-plane.sh up --node
+
+# Both images built from this checkout on the local base, loaded into the node's containerd.
+node-images: base-image
+	@$(MAKE) --no-print-directory image image-handler BASE_IMAGE=$(LOCAL_BASE_IMAGE)
+	@mkdir -p $(IMAGE_DIR)
+	@for ref in $(IMAGE) $(HANDLER_IMAGE); do \
+	  archive=$(IMAGE_DIR)/$$(basename $${ref%%:*}).tar; rm -f $$archive; \
+	  buildah push --quiet $$ref docker-archive:$$archive:$$ref && \
+	  hack/control-plane.sh load-image $$archive && rm -f $$archive || exit 1; \
+	done
 
 clean: down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
