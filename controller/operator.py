@@ -31,7 +31,7 @@ from controller.kube import connection_info
 from controller.kube_rest import KubeApiError, RestClient
 from controller.logs import get_logger
 from controller.runtime.kubeapi import KubeApi
-from controller.runtime.leader import LeaderElector, LostLeadership
+from controller.runtime.leader import LeaderElector, LostLeadership, PodLabel
 from controller.runtime.reconciler import LifecycleRuntime
 from controller.server.app import bound_port, build_app, serve
 from controller.settings import Settings
@@ -221,6 +221,7 @@ async def run_operator(
             "http server listening", url=base_url, port=bound_port(server), page=f"{base_url}/ui/"
         )
         keeper: asyncio.Task[None] | None = None
+        elector: LeaderElector | None = None
         if config.leader_election:
             elector = LeaderElector(
                 client,
@@ -229,15 +230,26 @@ async def run_operator(
                 f"{socket.gethostname()}-{os.getpid()}",
                 lease_seconds=config.lease_seconds,
             )
+            pod = (
+                PodLabel(client, config.controller_namespace, config.pod_name)
+                if config.pod_name
+                else None
+            )
             workflows.not_ready_because = "standing by: another replica holds the lease"
+            if pod is not None:
+                await pod.set(False)  # a restarted leader's Pod still has the mark
+                workflows.standby_ready = True
             if not await _until_stopped(elector.acquire(), stop_flag):
                 await server.cleanup()
                 if admission is not None:
                     await admission.cleanup()
                 await client.close()
                 return
+            workflows.standby_ready = False
             keeper = asyncio.create_task(_keep_leading(elector), name="leader-lease")
             workflows.not_ready_because = "listing workflows and runs"
+            if pod is not None:
+                await pod.set(True)
         runtime.start()
         starting = asyncio.create_task(workflows.start(config.namespaces))
 
@@ -264,6 +276,8 @@ async def run_operator(
         finally:
             await cleanup()  # normally already done by the cleanup handler
             await runtime.stop()
+            if keeper is not None and elector is not None:
+                await elector.release()  # all work stopped: a standby may take over now
             await client.close()
 
 

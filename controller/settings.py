@@ -58,6 +58,15 @@ class Settings(BaseSettings):
         ),
     )
     lease_name: str = Field(default="blockflow-leader", description="Name of the Lease.")
+    pod_name: str | None = Field(
+        default=None,
+        description=(
+            "The Pod this replica runs in (controller_namespace). With leader election, the "
+            "leader labels it blockflow.dev/leader=true and a standby removes the label, so a "
+            "Service selecting that label sends traffic to the leader only, while every replica "
+            "is Ready."
+        ),
+    )
     lease_seconds: float = Field(
         default=15.0, ge=1, le=300, description="How long a leader that stopped renewing holds on."
     )

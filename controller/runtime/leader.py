@@ -12,10 +12,12 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from controller.kube_rest import KubeApiError, RestClient
+from controller.kube_rest import MERGE_PATCH, KubeApiError, RestClient
 from controller.logs import get_logger
 
 log = get_logger("blockflow.leader")
+
+LEADER_LABEL = "blockflow.dev/leader"
 
 
 def _stamp(moment: datetime) -> str:
@@ -30,6 +32,22 @@ def _parse(value: str | None) -> datetime | None:
 
 class LostLeadership(Exception):
     """The lease could not be renewed in time."""
+
+
+class PodLabel:
+    """The leader's mark on its own Pod: ``blockflow.dev/leader=true``, which the chart's Service
+    selects, so callbacks, webhooks and admission reviews reach the leader while the standbys
+    are Ready too (a Deployment whose replicas are all Ready is healthy to Helm, Argo CD and
+    Flux). A replica clears the mark before it stands by: a restarted leader's Pod keeps its
+    labels."""
+
+    def __init__(self, client: RestClient, namespace: str, pod: str) -> None:
+        self.client = client
+        self.path = f"/api/v1/namespaces/{namespace}/pods/{pod}"
+
+    async def set(self, leading: bool) -> None:
+        patch = {"metadata": {"labels": {LEADER_LABEL: "true" if leading else None}}}
+        await self.client.request("PATCH", self.path, body=patch, content_type=MERGE_PATCH)
 
 
 class LeaderElector:
@@ -81,6 +99,22 @@ class LeaderElector:
                 seconds=self.lease_seconds
             ):
                 raise LostLeadership(f"lease {self.name} lost")
+
+    async def release(self) -> None:
+        """Give the lease up on a graceful stop, so a standby takes over at once instead of
+        after the lease expires (rolling upgrades, drains)."""
+        try:
+            lease = await self.client.request("GET", f"{self.path}/{self.name}")
+            spec = lease.get("spec") or {}
+            if spec.get("holderIdentity") != self.identity:
+                return
+            spec["holderIdentity"] = ""
+            spec["renewTime"] = _stamp(self.now() - timedelta(seconds=self.lease_seconds + 1))
+            lease["spec"] = spec
+            await self.client.request("PUT", f"{self.path}/{self.name}", body=lease)
+            log.info("released the leader lease", lease=self.name)
+        except (KubeApiError, OSError) as exc:
+            log.warning("could not release the lease", error=str(exc))
 
     async def _try(self) -> bool:
         """Take or renew the lease if it is free, expired or ours."""

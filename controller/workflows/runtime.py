@@ -111,6 +111,9 @@ class WorkflowRuntime:
         self._wf_locks: dict[Key, asyncio.Lock] = {}
         self._ready = False
         self.not_ready_because = "listing workflows and runs"
+        # A standby whose Pod the Service does not select (leader label) is Ready: healthy and
+        # able to take over.
+        self.standby_ready = False
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- life ------------------------------------------------------------------------------
@@ -146,7 +149,9 @@ class WorkflowRuntime:
         self._tasks = []
 
     def readiness(self) -> tuple[bool, str]:
-        return (True, "") if self._ready else (False, self.not_ready_because)
+        if self._ready or self.standby_ready:
+            return True, ""
+        return False, self.not_ready_because
 
     # -- WorkflowHooks (asked by the lifecycle runtime) ------------------------------------
 
