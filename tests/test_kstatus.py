@@ -373,3 +373,36 @@ def settle(
 
     found: dict[str, Any] = eventually(check, timeout=60, what=ref)
     return found
+
+
+def test_conditions_an_older_controller_wrote_are_rewritten_on_start(
+    kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
+) -> None:
+    """A Block drained under the old rule (Ready=False alone: InProgress for ever) becomes
+    Current when the new controller starts, without calling its handler again."""
+    controller = run_controller("--namespace", namespace)
+    kubectl.apply(
+        namespace,
+        blockflow("App", "scripted", {"handler": {"python": "scripted"}}),
+        scripted("old"),
+    )
+    wait(kubectl, namespace, "Ready", "block.blockflow.dev/old")
+    drain(kubectl, namespace, "block/old")
+    drained = settle(kubectl, namespace, "block/old", lifecycle_is("drained"))
+    controller.stop()
+
+    for item in drained["status"]["conditions"]:
+        item["status"] = "False"  # what the controller wrote before Ready=True for drained
+    path = f"/apis/blockflow.dev/v1alpha1/namespaces/{namespace}/blocks/old/status"
+    kubectl.run("replace", "--raw", path, "-f", "-", input=json.dumps(drained))
+    assert kstatus.compute(get(kubectl, namespace, "block/old")).status == kstatus.IN_PROGRESS
+
+    run_controller("--namespace", namespace)
+    wait(kubectl, namespace, "Ready", "block.blockflow.dev/old")
+    now = get(kubectl, namespace, "block/old")
+    assert kstatus.compute(now).status == kstatus.CURRENT
+    ready = next(c for c in now["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "Drained"
+    # Only the conditions changed: no sync, no drain (the handler was not called).
+    assert now["status"]["lifecycle"] == drained["status"]["lifecycle"]
+    assert now["status"]["signals"] == drained["status"]["signals"]
