@@ -57,11 +57,14 @@ def controller_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return found
 
 
+POD = "blockflow-0"
+
+
 def resolve_env(
     container: dict[str, Any], namespace: str, secret: Callable[[str, str], str] | None = None
 ) -> dict[str, str]:
     """The environment the kubelet would give the container: values as rendered, the Pod's
-    namespace for `fieldRef: metadata.namespace`, Secret keys from `secret` (else left out)."""
+    namespace and name (POD) for `fieldRef`, Secret keys from `secret` (else left out)."""
     env: dict[str, str] = {}
     for item in container["env"]:
         name = item["name"]
@@ -71,8 +74,9 @@ def resolve_env(
             continue
         source = item["valueFrom"]
         if "fieldRef" in source:
-            assert source["fieldRef"]["fieldPath"] == "metadata.namespace", item
-            env[name] = namespace
+            fields = {"metadata.namespace": namespace, "metadata.name": POD}
+            assert source["fieldRef"]["fieldPath"] in fields, item
+            env[name] = fields[source["fieldRef"]["fieldPath"]]
         elif "secretKeyRef" in source:
             if secret is not None:
                 ref = source["secretKeyRef"]
@@ -259,6 +263,20 @@ def test_the_rendered_environment_starts_the_controller_and_it_becomes_ready(
     env["BLOCKFLOW_ADMISSION_PORT"] = str(admission_port)
     env["BLOCKFLOW_ADMISSION_CERT_DIR"] = str(certs)
     forget_settings_in_the_environment(monkeypatch)
+    # The Pod the controller runs in (it labels its own Pod when it leads); this plane has no
+    # node, so it is only an object.
+    kubectl.apply(
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": POD, "labels": {"blockflow.dev/leader": "stale"}},
+            "spec": {
+                "automountServiceAccountToken": False,
+                "containers": [{"name": "controller", "image": container["image"]}],
+            },
+        },
+    )
 
     assert container["args"][0] == "run"
     controller = run_controller(*container["args"][1:], env=env, port=port)
@@ -280,6 +298,8 @@ def test_the_rendered_environment_starts_the_controller_and_it_becomes_ready(
     status, api = http("GET", f"http://127.0.0.1:{port}/openapi.json")
     assert status == 200
     assert f"{merged['maxBodyBytes']} bytes" in str(api)
+    pod = kubectl.json("get", "pod", POD, "-n", namespace)
+    assert pod["metadata"]["labels"]["blockflow.dev/leader"] == "true"  # the Service's selector
     listening = controller.wait_for_log(lambda r: r.get("event") == "http server listening")
     assert listening["url"] == env["BLOCKFLOW_PUBLIC_URL"]
     controller.wait_for_log(lambda r: r.get("event") == "admission webhook listening")
