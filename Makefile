@@ -21,7 +21,7 @@ HOST_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 BUILDAH_BUD = buildah bud --quiet --layers --network=host \
 	$(if $(wildcard $(HOST_CA_BUNDLE)),--volume $(HOST_CA_BUNDLE):/run/host-ca.crt:ro --build-arg CA_BUNDLE=/run/host-ca.crt)
 
-.PHONY: demo test test-fast lint crds protocol docs deps venv control-plane down clean help \
+.PHONY: deps-node demo test test-fast lint crds protocol docs deps venv control-plane down clean help \
 	bench-lifecycle bench-workflows image image-handler base-image node node-images
 
 help:
@@ -55,7 +55,11 @@ protocol: venv
 docs: venv
 	$(PY) -m controller.api.docgen docs/reference
 
-test: deps venv
+deps-node:
+	@hack/install-deps.sh --node
+
+# The whole suite: tests/node/ brings up its own plane with a node (root) and builds the images.
+test: deps-node venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: deps venv

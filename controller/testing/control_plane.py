@@ -264,10 +264,7 @@ class ControlPlane:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         try:
-            state = self._start(binaries)
-            if node:
-                state.binaries.update(node_binaries)
-                self._add_node(state)
+            state = self._start(binaries, node_binaries)
         except BaseException as exc:
             kept = self._keep_logs()
             try:
@@ -318,13 +315,10 @@ class ControlPlane:
 
     def _add_node(self, state: State) -> None:
         """Restart the API server and controller manager for a node, then start the node."""
-        if not state.binaries.get("kubelet"):
-            state.binaries.update(resolve_node_binaries())
-        node = Node(self.state_dir)
-        api_port = int(state.server.rsplit(":", 1)[1])
+        state.binaries.update(resolve_node_binaries())
         state.node = True
         self._save(state)
-        node.prepare_network(api_port)
+        Node(self.state_dir).prepare_network(self._api_port(state))
         for name in ("kube-controller-manager", "kube-apiserver"):
             pid = state.pids.pop(name, None)
             if pid is not None:
@@ -335,8 +329,18 @@ class ControlPlane:
             Path(state.binaries["kube_controller_manager"]),
             Path(state.binaries["kubectl"]),
         )
-        self._start_apiserver(state, binaries, api_port, node=True)
+        self._start_apiserver(state, binaries, self._api_port(state), node=True)
         self._start_controller_manager(state, binaries, node=True)
+        self._start_node(state)
+
+    @staticmethod
+    def _api_port(state: State) -> int:
+        return int(state.server.rsplit(":", 1)[1])
+
+    def _start_node(self, state: State) -> None:
+        """containerd, the Pod sandbox image, DNS, scheduler, kube-proxy and kubelet; then wait
+        for the node to be Ready."""
+        node = Node(self.state_dir)
         node.write_configs(state.binaries, free_port())
         state.pids["containerd"] = node.start_containerd(self._spawn)
         self._save(state)
@@ -368,7 +372,8 @@ class ControlPlane:
 
     # -- start ------------------------------------------------------------------------------
 
-    def _start(self, binaries: Binaries) -> State:
+    def _start(self, binaries: Binaries, node_binaries: dict[str, str]) -> State:
+        """etcd, the API server and the controller manager; with node binaries, the node too."""
         etcd_port = _env_port("BLOCKFLOW_ETCD_PORT")
         peer_port = _env_port("BLOCKFLOW_ETCD_PEER_PORT")
         api_port = _env_port("BLOCKFLOW_APISERVER_PORT")
@@ -390,8 +395,13 @@ class ControlPlane:
             user_token=user_token,
             kubeconfig=str(self.kubeconfig),
             user_kubeconfig=str(self.user_kubeconfig),
-            binaries={k: str(v) for k, v in asdict(binaries).items()},
+            binaries={k: str(v) for k, v in asdict(binaries).items()} | node_binaries,
+            node=bool(node_binaries),
         )
+        if state.node:
+            self.state_dir.joinpath("node").mkdir(parents=True, exist_ok=True)
+            self._save(state)
+            Node(self.state_dir).prepare_network(api_port)
         data_dir = self._etcd_data_dir()
         shutil.rmtree(data_dir, ignore_errors=True)
         state.pids["etcd"] = self._spawn(
@@ -410,8 +420,10 @@ class ControlPlane:
         )
         self._save(state)
         _wait_for(lambda: _http_ok(f"{etcd_url}/health"), "etcd", self.logs / "etcd.log")
-        self._start_apiserver(state, binaries, api_port, node=False)
-        self._start_controller_manager(state, binaries, node=False)
+        self._start_apiserver(state, binaries, api_port, node=state.node)
+        self._start_controller_manager(state, binaries, node=state.node)
+        if state.node:
+            self._start_node(state)
         return state
 
     def _start_apiserver(self, state: State, binaries: Binaries, port: int, *, node: bool) -> None:
@@ -463,6 +475,7 @@ class ControlPlane:
                 f"--controllers={controllers}",
                 f"--service-account-private-key-file={self.pki / 'sa.key'}",
                 f"--root-ca-file={self.pki / 'ca.crt'}",
+                *(["--node-monitor-period=1s"] if node else []),
                 "--bind-address=127.0.0.1",
                 "--secure-port=0",
                 "--port=0",

@@ -153,17 +153,21 @@ class Node:
     def __init__(self, plane_dir: Path) -> None:
         self.dir = plane_dir / "node"
         self.logs = plane_dir / "logs"
+        # Sockets live under a short path (a unix socket's path has at most 107 bytes, and a
+        # checkout may be deep): containerd's socket and state, and kubelet's root directory.
+        tag = hashlib.sha256(str(plane_dir.resolve()).encode()).hexdigest()[:10]
+        self.run_dir = Path("/run") / f"blockflow-node-{tag}"
         self._pod_uids: list[str] = []
 
     # -- paths --------------------------------------------------------------------------------
 
     @property
     def socket(self) -> Path:
-        return self.dir / "containerd" / "containerd.sock"
+        return self.run_dir / "containerd.sock"
 
     @property
     def kubelet_dir(self) -> Path:
-        return self.dir / "kubelet"
+        return self.run_dir / "kubelet"
 
     @property
     def _saved_sysctls(self) -> Path:
@@ -176,6 +180,11 @@ class Node:
 
     def prepare_network(self, api_port: int) -> None:
         """The bridge with the host's address, the guard chains and the sysctls a node needs."""
+        if os.geteuid() != 0:
+            raise NodeError(
+                "a node needs root (containerd, kubelet and kube-proxy set up mounts, network "
+                "namespaces and iptables): run as root, e.g. `sudo make test`."
+            )
         _require("ip", "iptables", "containerd", "runc", "ctr", "conntrack")
         if _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
             raise NodeError(
@@ -242,7 +251,7 @@ class Node:
         (containerd_dir / "config.toml").write_text(
             f"""version = 2
 root = "{containerd_dir / "root"}"
-state = "{containerd_dir / "state"}"
+state = "{self.run_dir / "containerd-state"}"
 [grpc]
   address = "{self.socket}"
 [ttrpc]
@@ -295,6 +304,8 @@ state = "{containerd_dir / "state"}"
                 "imagefs.available": "1%",
             },
             "serializeImagePulls": False,
+            # Report readiness soon after start (the default waits up to 10 s).
+            "nodeStatusUpdateFrequency": "2s",
         }
         (self.dir / "kubelet-config.json").write_text(json.dumps(kubelet_config, indent=2))
 
@@ -388,16 +399,19 @@ state = "{containerd_dir / "state"}"
         self._kill_shims()
         if kube_proxy and Path(kube_proxy).is_file():
             _run(kube_proxy, "--cleanup", "--proxy-mode=iptables", check=False)
-        _remove_kube_chains()
-        self._remove_guards()
         self._unmount_all()
-        _run("ip", "link", "del", BRIDGE, check=False)
-        self._restore_sysctls()
+        made_network = self._saved_sysctls.exists()  # not when the bridge was another node's
+        if made_network:
+            _remove_kube_chains()
+            self._remove_guards()
+            _run("ip", "link", "del", BRIDGE, check=False)
+            self._restore_sysctls()
         for cached in Path("/var/lib/cni/results").glob(f"{CNI_NETWORK}-*"):
             cached.unlink(missing_ok=True)
         self._remove_pod_logs()
         shutil.rmtree(self.dir, ignore_errors=True)
-        return leftovers(self.dir)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        return leftovers(self.dir, self.run_dir, network=made_network)
 
     def _delete_pods(self, api: Callable[[str, str], object]) -> None:
         """Every Pod deleted at once, then wait for kubelet to stop their sandboxes (CNI DEL)."""
@@ -457,7 +471,8 @@ state = "{containerd_dir / "state"}"
             _run("iptables", "-w", "-X", chain, check=False)
 
     def _unmount_all(self) -> None:
-        for target in sorted(_mounts_under(self.dir), key=len, reverse=True):
+        targets = _mounts_under(self.dir) + _mounts_under(self.run_dir)
+        for target in sorted(targets, key=len, reverse=True):
             if _run("umount", target, check=False).returncode != 0:
                 _run("umount", "-l", target, check=False)
 
@@ -511,24 +526,25 @@ def _unquote(words: list[str]) -> list[str]:
     return out
 
 
-def leftovers(node_dir: Path) -> list[str]:
-    """Anything of a node still on the machine: processes, mounts, the bridge, iptables rules."""
+def leftovers(node_dir: Path, run_dir: Path, *, network: bool = True) -> list[str]:
+    """Anything of a node still on the machine: processes, mounts, its folders and, when it
+    made the network, the bridge and iptables rules."""
     found: list[str] = []
-    marker = str(node_dir)
-    for pid in _pids_matching(lambda cmd: marker in cmd):
+    markers = (str(node_dir), str(run_dir))
+    for pid in _pids_matching(lambda cmd: any(m in cmd for m in markers)):
         found.append(f"process {pid}")
-    found += [f"mount {m}" for m in _mounts_under(node_dir)]
-    if _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
+    for folder in (node_dir, run_dir):
+        found += [f"mount {m}" for m in _mounts_under(folder)]
+    if network and _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
         found.append(f"bridge {BRIDGE}")
-    if shutil.which("iptables-save"):
+    if network and shutil.which("iptables-save"):
         for table in ("filter", "nat"):
             rules = _run("iptables-save", "-t", table, check=False).stdout
             for line in rules.splitlines():
                 if re.search(r"KUBE-|BLOCKFLOW-NODE|CNI-", line) and not line.startswith("#"):
                     found.append(f"iptables ({table}) {line}")
                     break
-    if node_dir.exists():
-        found.append(f"directory {node_dir}")
+    found += [f"directory {folder}" for folder in (node_dir, run_dir) if folder.exists()]
     return found
 
 
@@ -599,6 +615,8 @@ def node_ready(call: Callable[[str, str], object]) -> bool:
     except OSError:
         return False
     assert isinstance(node, dict)
+    if any(t.get("key") == "node.kubernetes.io/not-ready" for t in node["spec"].get("taints", [])):
+        return False  # Ready, but Pods are not scheduled to it until the taint goes
     for condition in (node.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready":
             return bool(condition.get("status") == "True")
