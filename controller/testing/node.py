@@ -615,7 +615,8 @@ def node_ready(call: Callable[[str, str], object]) -> bool:
     except OSError:
         return False
     assert isinstance(node, dict)
-    if any(t.get("key") == "node.kubernetes.io/not-ready" for t in node["spec"].get("taints", [])):
+    taints = (node.get("spec") or {}).get("taints") or []
+    if any(t.get("key") == "node.kubernetes.io/not-ready" for t in taints):
         return False  # Ready, but Pods are not scheduled to it until the taint goes
     for condition in (node.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready":
