@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientError, ClientSession, web
 
 from controller.handlers.http_transport import PROTOCOL_HEADER, SIGNATURE_HEADER, verify
 from controller.handlers.protocol import PROTOCOL_VERSION
@@ -53,6 +53,7 @@ from controller.handlers.protocol import PROTOCOL_VERSION
 VERSION = "1.0.0"
 BLOCK_TYPE = "bucket"
 KMS_KEY_TYPE = "kms-key"
+EXPORT_TYPE = "export"
 OPERATIONS = (
     "sync", "drain", "execute", "finish", "activate", "deactivate", "trigger", "http", "timer"
 )  # fmt: skip
@@ -76,6 +77,17 @@ INFO: dict[str, Any] = {
             "description": "An encryption key for buckets (simulated).",
             "configSchema": {"type": "object", "properties": {"alias": {"type": "string"}}},
             "signals": [{"name": "keyId", "description": "The key's id."}],
+        },
+        EXPORT_TYPE: {
+            "kind": "step",
+            "description": (
+                "Exports a bucket in the background (simulated): the step defers, and the "
+                "service POSTs to the step's finishCallbackUrl when the export is done."
+            ),
+            "configSchema": {
+                "type": "object",
+                "properties": {"bucket": {"type": "string"}, "seconds": {"type": "number"}},
+            },
         },
     },
 }
@@ -111,6 +123,7 @@ class Controls:
 
 KEY: web.AppKey[bytes | None] = web.AppKey("key")
 CONTROLS: web.AppKey[Controls] = web.AppKey("controls", Controls)
+BACKGROUND: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("background", set)
 
 
 def make_app(key: bytes | None, *, faults: Faults | None = None) -> web.Application:
@@ -118,6 +131,7 @@ def make_app(key: bytes | None, *, faults: Faults | None = None) -> web.Applicat
     app = web.Application()
     app[KEY] = key
     app[CONTROLS] = Controls(faults=faults or Faults())
+    app[BACKGROUND] = set()
     app.router.add_get("/", get_info)
     app.router.add_post("/{operation}", post_operation)
     return app
@@ -156,9 +170,32 @@ async def post_operation(request: web.Request) -> web.Response:
     if not isinstance(payload, dict) or payload.get("operation") != operation:
         return _error(400, "request body does not match the operation in the path")
     try:
-        return web.json_response(handle(payload))
+        reply = handle(payload)
     except LookupError as exc:
         return _error(422, str(exc))
+    callback = (payload.get("metadata") or {}).get("finishCallbackUrl")
+    if reply.get("type") == "defer" and callback:
+        config = payload.get("with") or {}
+        work = asyncio.create_task(_finish_later(callback, config))
+        request.app[BACKGROUND].add(work)
+        work.add_done_callback(request.app[BACKGROUND].discard)
+    return web.json_response(reply)
+
+
+async def _finish_later(url: str, config: dict[str, Any]) -> None:
+    """The background half of a deferred export: when it is done, POST the result to the
+    step's callback URL (the URL is the credential; retried a few times if unreachable)."""
+    await asyncio.sleep(float(config.get("seconds", 1)))
+    result = {"exported": config.get("bucket"), "objects": 3}
+    async with ClientSession() as session:
+        for attempt in range(5):
+            try:
+                async with session.post(url, json=result) as response:
+                    if response.status < 500:
+                        return
+            except ClientError:
+                pass
+            await asyncio.sleep(2**attempt)
 
 
 async def _inject_fault(faults: Faults, body: bytes) -> web.Response | None:
@@ -216,6 +253,12 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     if operation == "drain":
         what = "Key" if block_type == KMS_KEY_TYPE else "Bucket"
         return {"newStatus": "drained", "customStatusDescription": f"{what} deleted"}
+    if block_type == EXPORT_TYPE:
+        if operation == "execute":
+            return {"type": "defer"}
+        if operation == "finish":
+            return {"type": "outcome", "id": "exported", "data": request["request"]["body"]}
+        return {"type": "error", "message": f"{block_type} is a step block; no {operation}"}
     if operation in ("finish", "trigger"):
         return {"type": "no-op"}
     return {"type": "error", "message": f"{block_type} is a lifecycle block; no {operation}"}

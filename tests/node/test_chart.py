@@ -1,9 +1,10 @@
 """The chart used as a platform engineer uses it, on a node that runs its Pods: `helm install
 --wait` of the image built from this checkout with the default two replicas, the admission
 webhook reached through the Service, the examples made Ready by the in-cluster controller, an
-HTTP handler running as its own Deployment, URLs handed out by the controller used from inside
-the cluster, real Jobs, a leader Pod deleted and an upgrade rolled with runs waiting, and an
-uninstall that leaves nothing cluster-scoped behind.
+HTTP handler running as its own Deployment (finishing a deferred step through its callback URL),
+trigger and hook URLs handed out by the controller used from inside the cluster, real Jobs, a
+leader Pod deleted and an upgrade rolled with runs waiting, and an uninstall that leaves nothing
+cluster-scoped behind.
 
 The tests of this module share one release (installing it costs seconds, not the point of each
 test) and run in order: the last ones upgrade and uninstall it."""
@@ -141,7 +142,7 @@ def test_the_webhook_refuses_a_bad_manifest_and_the_demo_becomes_ready(
     assert consumer["status"]["lifecycle"]["status"] == "ready"
 
 
-def test_an_http_handler_deployment_serves_an_app_by_its_in_cluster_address(
+def test_an_http_handler_deployment_serves_an_app_and_finishes_a_step_by_its_callback(
     nkubectl: Kubectl, release: Release, ns: str
 ) -> None:
     folder = EXAMPLES_DIR / "http-handler"
@@ -165,6 +166,28 @@ def test_an_http_handler_deployment_serves_an_app_by_its_in_cluster_address(
     assert bucket["status"]["signals"]["bucketId"].startswith("bkt-")
     handler = pods(nkubectl, ns, "app.kubernetes.io/name=storage-handler")
     assert [p["status"]["phase"] for p in handler] == ["Running"]
+
+    # A step of that handler defers; the handler's Pod finishes it through the callback URL the
+    # in-cluster controller handed out.
+    export = {"app": "storage", "type": "export"}
+    nkubectl.apply(
+        ns,
+        workflow(
+            "export",
+            {
+                "trigger": {"event": "Export.requested"},
+                "steps": [{"name": "export", "uses": export, "with": {"bucket": "assets"}}],
+            },
+        ),
+    )
+    wait_phase(nkubectl, ns, "export", "Activated")
+    run = blockflow("WorkflowRun", "export-1", {"workflowRef": {"name": "export"}})
+    nkubectl.run("create", "-n", ns, "-f", "-", input=json.dumps(run))
+    done = wait_run(nkubectl, ns, "export-1", "completed", timeout=60)
+    assert step(done, "export")["outcome"] == {
+        "id": "exported",
+        "data": {"exported": "assets", "objects": 3},
+    }
 
 
 def hook_workflow(name: str) -> dict[str, Any]:
