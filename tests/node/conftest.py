@@ -139,6 +139,29 @@ def run_in_pod(
     )
 
 
+def python_job(code: str) -> dict[str, Any]:
+    """A Job spec (with `metadata?`, `spec`, as the kubernetes.job step takes it) whose one Pod
+    runs Python code in the controller's image, never retried."""
+    return {
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": f"{IMAGE_REPOSITORY}:{IMAGE_TAG}",
+                            "imagePullPolicy": "Never",
+                            "command": ["python3", "-c", code],
+                        }
+                    ],
+                }
+            },
+        }
+    }
+
+
 def toolbox(kubectl: Kubectl, namespace: str, name: str = "toolbox") -> str:
     """A long-running Pod from the controller's image, to run probes from inside the cluster."""
     pod = {

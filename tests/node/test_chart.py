@@ -35,6 +35,7 @@ from tests.node.conftest import (
     leader_pod,
     make_namespace,
     pods,
+    python_job,
     toolbox,
 )
 from tests.workflow_helpers import secret_value, step, wait_phase, wait_run, workflow
@@ -278,27 +279,6 @@ def test_trigger_and_hook_urls_handed_out_work_from_inside_the_cluster(
     assert step(done, "nap")["state"] == "completed"
 
 
-def job_template(code: str) -> dict[str, Any]:
-    return {
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": f"{IMAGE_REPOSITORY}:{IMAGE_TAG}",
-                            "imagePullPolicy": "Never",
-                            "command": ["python3", "-c", code],
-                        }
-                    ],
-                }
-            },
-        }
-    }
-
-
 def test_the_job_step_runs_a_real_job_and_a_failing_job_fails_the_step(
     nkubectl: Kubectl, release: Release, ns: str
 ) -> None:
@@ -313,7 +293,7 @@ def test_the_job_step_runs_a_real_job_and_a_failing_job_fails_the_step(
                         {
                             "name": "job",
                             "uses": {"type": "kubernetes.job"},
-                            "with": {"template": job_template(code), "pollSeconds": 1},
+                            "with": {"template": python_job(code), "pollSeconds": 1},
                         }
                     ],
                 },

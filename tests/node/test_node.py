@@ -8,7 +8,7 @@ import json
 
 from controller import __version__
 from tests.conftest import Kubectl, eventually
-from tests.node.conftest import IMAGE_REPOSITORY, IMAGE_TAG, run_in_pod, toolbox
+from tests.node.conftest import IMAGE_REPOSITORY, IMAGE_TAG, python_job, run_in_pod, toolbox
 
 IMAGE = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
 
@@ -105,22 +105,7 @@ def test_a_job_runs_to_completion_and_kubectl_logs_shows_its_output(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": "count"},
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": IMAGE,
-                            "imagePullPolicy": "Never",
-                            "command": ["python3", "-c", "print(sum(range(10)))"],
-                        }
-                    ],
-                }
-            },
-        },
+        **python_job("print(sum(range(10)))"),
     }
     nkubectl.apply(nnamespace, job)
     nkubectl.run(
