@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import helm_python as helm
@@ -386,14 +385,18 @@ def test_uninstall_leaves_nothing_cluster_scoped(nkubectl: Kubectl, release: Rel
 def test_install_wait_fails_naming_why_when_the_controller_never_gets_ready(
     node_cluster: NodeCluster, nkubectl: Kubectl, ns: str
 ) -> None:
-    """An image that is not on the node: --wait fails and says which object is not ready;
-    uninstalling removes the webhook, so applies work again."""
+    """An image that is not on the node: --wait fails and says which object is not ready; the
+    webhook with no ready replica refuses applies until the release is uninstalled."""
     values = image_values()
     values["image"]["tag"] = "missing"
+    app = blockflow("App", "demo", {"handler": {"python": "demo"}})
     with helm_config(node_cluster, ns) as config:
         with pytest.raises(helm.HelmError) as failed:
             config.install(str(CHART), "broken", values, namespace=ns, wait="watcher", timeout=20)
         message = str(failed.value)
-        assert "broken-blockflow" in message, message
-        config.uninstall("broken", ignore_not_found=True)
-    assert Path(CHART, "values.yaml").is_file()
+        assert f"Deployment/{ns}/broken-blockflow not ready" in message, message
+        assert "Available: 0/2" in message, message
+        blocked = nkubectl.run("apply", "-n", ns, "-f", "-", input=json.dumps(app), check=False)
+        assert 'failed calling webhook "validate.blockflow.dev"' in blocked.stderr, blocked
+        config.uninstall("broken")
+    nkubectl.run("apply", "-n", ns, "-f", "-", input=json.dumps(app))
