@@ -187,11 +187,12 @@ class Node:
             )
         _require("ip", "iptables", "containerd", "runc", "ctr", "conntrack")
         if _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
-            raise NodeError(
-                f"the bridge {BRIDGE} already exists: another local node runs on this machine "
-                "(stop it with `hack/control-plane.sh down` in its checkout), or a node was "
-                f"killed without cleanup: `ip link del {BRIDGE}`."
-            )
+            if _pids_matching(_is_node_process):
+                raise NodeError(
+                    f"the bridge {BRIDGE} is in use: another local node runs on this machine; "
+                    "stop it with `hack/control-plane.sh down` in its checkout."
+                )
+            self._clear_stale()
         self.dir.mkdir(parents=True, exist_ok=True)
         saved = {key: Path("/proc/sys", key).read_text().strip() for key in RESTORED_SYSCTLS}
         self._saved_sysctls.write_text(json.dumps(saved))
@@ -433,6 +434,27 @@ state = "{self.run_dir / "containerd-state"}"
         while time.monotonic() < deadline and self._running_tasks():
             time.sleep(0.5)
 
+    def _clear_stale(self) -> None:
+        """What a node whose processes were all killed left (the machine's session ended before
+        `down`): its shims, mounts, run folders, the bridge and its iptables chains."""
+        print(f"[node] removing what a stopped node left ({BRIDGE}, its chains)", file=sys.stderr)
+        shims = _pids_matching(lambda cmd: "containerd-shim" in cmd and "/blockflow-node-" in cmd)
+        for pid in shims + _container_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        for folder in Path("/run").glob("blockflow-node-*"):
+            for target in sorted(_mounts_under(folder), key=len, reverse=True):
+                _run("umount", "-l", target, check=False)
+            shutil.rmtree(folder, ignore_errors=True)
+        time.sleep(0.5)  # the killed processes leave their cgroups
+        for cgroup in Path("/sys/fs/cgroup").glob("*/k8s.io/*"):
+            if cgroup.is_dir():
+                with contextlib.suppress(OSError):
+                    cgroup.rmdir()  # only empty ones go
+        _remove_kube_chains()
+        self._remove_guards()
+        _run("ip", "link", "del", BRIDGE, check=False)
+
     def _remove_pod_logs(self) -> None:
         """kubelet keeps Pod logs in /var/log/pods (a fixed place) until it collects the Pod."""
         for uid in self._pod_uids:
@@ -533,6 +555,7 @@ def leftovers(node_dir: Path, run_dir: Path, *, network: bool = True) -> list[st
     markers = (str(node_dir), str(run_dir))
     for pid in _pids_matching(lambda cmd: any(m in cmd for m in markers)):
         found.append(f"process {pid}")
+    found += [f"container process {pid}" for pid in _container_pids()]
     for folder in (node_dir, run_dir):
         found += [f"mount {m}" for m in _mounts_under(folder)]
     if network and _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
@@ -546,6 +569,30 @@ def leftovers(node_dir: Path, run_dir: Path, *, network: bool = True) -> list[st
                     break
     found += [f"directory {folder}" for folder in (node_dir, run_dir) if folder.exists()]
     return found
+
+
+CONTAINER_CGROUPS = Path("/sys/fs/cgroup/pids/k8s.io")  # containerd's namespace, cgroupfs
+
+
+def _container_pids() -> list[int]:
+    """Processes of containers (Pods' and their sandboxes'), which outlive killed shims."""
+    found = []
+    for procs in CONTAINER_CGROUPS.glob("*/cgroup.procs"):
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(line) for line in procs.read_text().split()]
+    return found
+
+
+def _is_node_process(cmd: str) -> bool:
+    """kubelet, containerd or kube-proxy of a local node (any checkout's); not the shims, which
+    outlive a killed containerd."""
+    if "containerd-shim" in cmd:
+        return False
+    return (
+        "/run/blockflow-node-" in cmd
+        or "/node/containerd/config.toml" in cmd
+        or ("kube-proxy" in cmd and f"--hostname-override={NODE_NAME}" in cmd)
+    )
 
 
 def _mounts_under(folder: Path) -> list[str]:

@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from controller.testing.node import PAUSE_IMAGE, RUNC_WRAPPER, _unquote, node_ready, pause_archive
+from controller.testing.node import (
+    PAUSE_IMAGE,
+    RUNC_WRAPPER,
+    _is_node_process,
+    _unquote,
+    node_ready,
+    pause_archive,
+)
 
 READY = {"type": "Ready", "status": "True"}
 NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
@@ -136,3 +143,19 @@ def test_iptables_save_words_become_the_arguments_of_a_delete(
     words: list[str], argv: list[str]
 ) -> None:
     assert _unquote(words) == argv
+
+
+@pytest.mark.parametrize(
+    ("cmd", "live"),
+    [
+        ("/x/kubelet --root-dir=/run/blockflow-node-0a1b2c3d4e/kubelet --v=1", True),
+        ("containerd --config /w/.local/node-plane/node/containerd/config.toml", True),
+        ("/x/kube-proxy --kubeconfig=/k --hostname-override=node1 --proxy-mode=iptables", True),
+        # Shims outlive a killed containerd: they do not make a node alive.
+        ("/usr/bin/containerd-shim-runc-v2 -address /run/blockflow-node-0a1b2c3d4e/c.sock", False),
+        ("containerd --config /etc/containerd/config.toml", False),  # the machine's own
+        ("/x/kube-proxy --hostname-override=worker-7", False),
+    ],
+)
+def test_a_bridge_is_in_use_only_while_a_node_process_runs(cmd: str, live: bool) -> None:
+    assert _is_node_process(cmd) is live
