@@ -223,7 +223,8 @@ async def test_info_declares_the_block_types_and_their_signals(
 ) -> None:
     info = await connect(await serve()).info()
     assert info.version == "1.0.0"
-    assert list(info.block_types) == ["bucket", "kms-key"]
+    assert list(info.block_types) == ["bucket", "kms-key", "export"]
+    assert [t.kind for t in info.block_types.values()] == ["lifecycle", "lifecycle", "step"]
     assert [s.name for s in info.block_types["bucket"].signals] == ["bucketId"]
     assert [s.name for s in info.block_types["kms-key"].signals] == ["keyId"]
 
