@@ -251,6 +251,9 @@ class ServiceSource:
         key = service_key(name, self.domain)
         with self._lock:
             address = self._services.get(key) if key else None
+            known = len(self._services)
+        if key and not address:
+            _log(f"no Service {key[0]}/{key[1]} ({known} known)")
         return [address] if address else []
 
     def start(self) -> ServiceSource:
