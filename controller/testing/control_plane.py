@@ -36,15 +36,14 @@ from pathlib import Path
 from controller.pki import PkiError, make_ca, make_serving_cert, openssl
 from controller.testing.node import (
     CLUSTER_DOMAIN,
-    GATEWAY,
     NODE_CONTROLLERS,
     NODE_NAME,
     STOP_ORDER,
     Node,
-    NodeError,
     api_client,
     node_ready,
 )
+from controller.testing.node_network import GATEWAY, NodeError
 
 K8S_VERSION = os.environ.get("BLOCKFLOW_K8S_VERSION", "1.20.2")
 REPO_ROOT = Path(__file__).resolve().parents[2]

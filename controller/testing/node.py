@@ -6,49 +6,46 @@ server, what a kubeadm node runs — containerd with runc and a CNI bridge, kube
 kube-scheduler, kube-proxy (iptables) — plus a small cluster DNS (``cluster_dns``), all from
 Debian's packages and the Kubernetes tree that ``hack/build-control-plane.sh --node`` builds.
 
-Two things this kind of VM refuses even to root — raising an rlimit above the hard limit and
-lowering ``oom_score_adj`` — make runc fail ("can't get final child's PID from pipe"), so the
-CRI runtime's binary is a wrapper (``runc_wrapper``) that drops ``process.rlimits`` and a
-negative ``process.oomScoreAdj`` from the bundle before exec'ing runc.
-
-The network is one bridge (``blockflow0``, 10.244.0.0/24, the host is 10.244.0.1). Guard chains
-keep it local: Pods reach each other, Services and the host, nothing beyond; the API server,
-kubelet and DNS answer only on loopback and the bridge. ``stop`` takes everything down again:
-Pods, processes, mounts, the bridge, iptables chains and the sysctls it changed, and reports
-anything it could not remove. Standard library only, like ``control_plane``.
+The pieces no package ships (the runc wrapper that works around what this VM refuses, the
+Pod sandbox image) are in ``node_files``; the bridge and the guard chains that keep the Pods'
+network on this machine are in ``node_network``. ``Node.stop`` takes everything down again:
+Pods, processes, mounts, the network and the sysctls it changed, and reports anything it could
+not remove. Standard library only, like ``control_plane``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
-import re
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
-import tarfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from controller.testing.node_files import PAUSE_IMAGE, RUNC_WRAPPER, pause_archive
+from controller.testing.node_network import (
+    BRIDGE,
+    GATEWAY,
+    POD_CIDR,
+    NodeError,
+    bridge_exists,
+    make_network,
+    network_leftovers,
+    remove_network,
+)
+from controller.testing.node_network import run as _run
+
 NODE_NAME = "node1"
-BRIDGE = "blockflow0"
-POD_CIDR = "10.244.0.0/24"
-GATEWAY = "10.244.0.1"
 CLUSTER_DOMAIN = "cluster.local"
-PAUSE_IMAGE = "localhost/pause:3.4"
 CNI_NETWORK = "blockflow"
-GUARD_IN, GUARD_FWD = "BLOCKFLOW-NODE-IN", "BLOCKFLOW-NODE-FWD"
-SYSCTLS = {"net/ipv4/ip_forward": "1"}
-# kube-proxy (iptables mode) sets this one itself; it is put back on stop.
-RESTORED_SYSCTLS = (*SYSCTLS, "net/ipv4/conf/all/route_localnet")
 CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 NODE_CONTROLLERS = (
     "garbagecollector,namespace,serviceaccount,serviceaccount-token,job,deployment,replicaset,"
@@ -57,40 +54,10 @@ NODE_CONTROLLERS = (
 STOP_ORDER = ("kubelet", "kube-proxy", "kube-scheduler", "cluster-dns", "containerd")
 
 
-class NodeError(RuntimeError):
-    """The node cannot be started or stopped cleanly; the message says what to do."""
-
-
-RUNC_WRAPPER = '''#!{python}
-"""runc for the local node: drops what this VM refuses (see controller/testing/node.py)."""
-import json, os, sys
-
-args = sys.argv[1:]
-if "create" in args and "--bundle" in args:
-    config = os.path.join(args[args.index("--bundle") + 1], "config.json")
-    with open(config) as fh:
-        spec = json.load(fh)
-    process = spec.get("process") or {{}}
-    process.pop("rlimits", None)
-    if (process.get("oomScoreAdj") or 0) < 0:
-        process.pop("oomScoreAdj")
-    with open(config, "w") as fh:
-        json.dump(spec, fh)
-os.execv("{runc}", ["runc", *args])
-'''
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise NodeError(f"`{' '.join(argv)}` failed: {result.stderr.strip() or result.stdout}")
-    return result
 
 
 def _require(*tools: str) -> None:
@@ -107,44 +74,6 @@ def cni_bin_dir() -> str:
         if Path(folder, "bridge").is_file():
             return folder
     raise NodeError("the CNI bridge plugin is missing: install containernetworking-plugins.")
-
-
-def pause_archive(pause_binary: Path) -> bytes:
-    """A docker-archive of the Pod sandbox image: one layer holding the static ``/pause``."""
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w") as tar:
-        info = tar.gettarinfo(str(pause_binary), arcname="pause")
-        info.uid = info.gid = 0
-        info.uname = info.gname = "root"
-        info.mode = 0o755
-        with open(pause_binary, "rb") as fh:
-            tar.addfile(info, fh)
-    layer_bytes = layer.getvalue()
-    diff_id = hashlib.sha256(layer_bytes).hexdigest()
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Entrypoint": ["/pause"]},
-            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
-        }
-    ).encode()
-    config_name = hashlib.sha256(config).hexdigest() + ".json"
-    manifest = json.dumps(
-        [{"Config": config_name, "RepoTags": [PAUSE_IMAGE], "Layers": [f"{diff_id}/layer.tar"]}]
-    ).encode()
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w") as tar:
-        for name, data in (
-            (f"{diff_id}/layer.tar", layer_bytes),
-            (config_name, config),
-            ("manifest.json", manifest),
-        ):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return archive.getvalue()
 
 
 class Node:
@@ -186,7 +115,7 @@ class Node:
                 "namespaces and iptables): run as root, e.g. `sudo make test`."
             )
         _require("ip", "iptables", "containerd", "runc", "ctr", "conntrack")
-        if _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
+        if bridge_exists():
             if _pids_matching(_is_node_process):
                 raise NodeError(
                     f"the bridge {BRIDGE} is in use: another local node runs on this machine; "
@@ -194,28 +123,7 @@ class Node:
                 )
             self._clear_stale()
         self.dir.mkdir(parents=True, exist_ok=True)
-        saved = {key: Path("/proc/sys", key).read_text().strip() for key in RESTORED_SYSCTLS}
-        self._saved_sysctls.write_text(json.dumps(saved))
-        for key, value in SYSCTLS.items():
-            Path("/proc/sys", key).write_text(value)
-        _run("ip", "link", "add", BRIDGE, "type", "bridge")
-        _run("ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
-        _run("ip", "link", "set", BRIDGE, "up")
-        rules = [
-            ("-N", GUARD_IN),
-            ("-A", GUARD_IN, "-i", "lo", "-j", "RETURN"),
-            ("-A", GUARD_IN, "-i", BRIDGE, "-j", "RETURN"),
-            ("-A", GUARD_IN, "-p", "tcp", "--dport", str(api_port), "-j", "DROP"),
-            ("-A", GUARD_IN, "-d", POD_CIDR, "-j", "DROP"),
-            ("-I", "INPUT", "1", "-j", GUARD_IN),
-            ("-N", GUARD_FWD),
-            ("-A", GUARD_FWD, "-i", BRIDGE, "-o", BRIDGE, "-j", "RETURN"),
-            ("-A", GUARD_FWD, "-i", BRIDGE, "-j", "DROP"),
-            ("-A", GUARD_FWD, "-o", BRIDGE, "-j", "DROP"),
-            ("-I", "FORWARD", "1", "-j", GUARD_FWD),
-        ]
-        for rule in rules:
-            _run("iptables", "-w", *rule)
+        make_network(api_port, self._saved_sysctls)
 
     # -- start --------------------------------------------------------------------------------
 
@@ -403,10 +311,7 @@ state = "{self.run_dir / "containerd-state"}"
         self._unmount_all()
         made_network = self._saved_sysctls.exists()  # not when the bridge was another node's
         if made_network:
-            _remove_kube_chains()
-            self._remove_guards()
-            _run("ip", "link", "del", BRIDGE, check=False)
-            self._restore_sysctls()
+            remove_network(self._saved_sysctls)
         for cached in Path("/var/lib/cni/results").glob(f"{CNI_NETWORK}-*"):
             cached.unlink(missing_ok=True)
         self._remove_pod_logs()
@@ -451,9 +356,7 @@ state = "{self.run_dir / "containerd-state"}"
             if cgroup.is_dir():
                 with contextlib.suppress(OSError):
                     cgroup.rmdir()  # only empty ones go
-        _remove_kube_chains()
-        self._remove_guards()
-        _run("ip", "link", "del", BRIDGE, check=False)
+        remove_network(None)  # the sysctls' old values went with that node's folder
 
     def _remove_pod_logs(self) -> None:
         """kubelet keeps Pod logs in /var/log/pods (a fixed place) until it collects the Pod."""
@@ -485,67 +388,14 @@ state = "{self.run_dir / "containerd-state"}"
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
 
-    def _remove_guards(self) -> None:
-        for parent, chain in (("INPUT", GUARD_IN), ("FORWARD", GUARD_FWD)):
-            while _run("iptables", "-w", "-D", parent, "-j", chain, check=False).returncode == 0:
-                pass
-            _run("iptables", "-w", "-F", chain, check=False)
-            _run("iptables", "-w", "-X", chain, check=False)
-
     def _unmount_all(self) -> None:
         targets = _mounts_under(self.dir) + _mounts_under(self.run_dir)
         for target in sorted(targets, key=len, reverse=True):
             if _run("umount", target, check=False).returncode != 0:
                 _run("umount", "-l", target, check=False)
 
-    def _restore_sysctls(self) -> None:
-        try:
-            saved = json.loads(self._saved_sysctls.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return
-        for key, value in saved.items():
-            with contextlib.suppress(OSError):
-                Path("/proc/sys", key).write_text(value)
-
 
 # -- what a node leaves behind ---------------------------------------------------------------
-
-
-def _remove_kube_chains() -> None:
-    """kubelet's own chains (KUBE-FIREWALL, KUBE-MARK-*, canaries), which kube-proxy's cleanup
-    leaves: first every rule that jumps to one, then the chains."""
-    for table in ("mangle", "filter", "nat"):
-        dump = _run("iptables-save", "-t", table, check=False).stdout.splitlines()
-        for line in dump:
-            if line.startswith("-A ") and re.search(r"-j KUBE-\S+", line):
-                rule = line.split()[1:]
-                # iptables-save quotes comments; the rule is matched on its other parts.
-                _run("iptables", "-w", "-t", table, "-D", *_unquote(rule), check=False)
-        for line in dump:
-            if line.startswith(":KUBE-"):
-                chain = line[1:].split()[0]
-                _run("iptables", "-w", "-t", table, "-F", chain, check=False)
-        for line in dump:
-            if line.startswith(":KUBE-"):
-                chain = line[1:].split()[0]
-                _run("iptables", "-w", "-t", table, "-X", chain, check=False)
-
-
-def _unquote(words: list[str]) -> list[str]:
-    """iptables-save's words back into argv: a quoted comment becomes one argument."""
-    out: list[str] = []
-    quoted: list[str] | None = None
-    for word in words:
-        if quoted is not None:
-            quoted.append(word)
-            if word.endswith('"'):
-                out.append(" ".join(quoted)[1:-1])
-                quoted = None
-        elif word.startswith('"') and not (word.endswith('"') and len(word) > 1):
-            quoted = [word]
-        else:
-            out.append(word.strip('"') if word.startswith('"') else word)
-    return out
 
 
 def leftovers(node_dir: Path, run_dir: Path, *, network: bool = True) -> list[str]:
@@ -558,15 +408,8 @@ def leftovers(node_dir: Path, run_dir: Path, *, network: bool = True) -> list[st
     found += [f"container process {pid}" for pid in _container_pids()]
     for folder in (node_dir, run_dir):
         found += [f"mount {m}" for m in _mounts_under(folder)]
-    if network and _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
-        found.append(f"bridge {BRIDGE}")
-    if network and shutil.which("iptables-save"):
-        for table in ("filter", "nat"):
-            rules = _run("iptables-save", "-t", table, check=False).stdout
-            for line in rules.splitlines():
-                if re.search(r"KUBE-|BLOCKFLOW-NODE|CNI-", line) and not line.startswith("#"):
-                    found.append(f"iptables ({table}) {line}")
-                    break
+    if network:
+        found += network_leftovers()
     found += [f"directory {folder}" for folder in (node_dir, run_dir) if folder.exists()]
     return found
 

@@ -14,14 +14,9 @@ from typing import Any
 
 import pytest
 
-from controller.testing.node import (
-    PAUSE_IMAGE,
-    RUNC_WRAPPER,
-    _is_node_process,
-    _unquote,
-    node_ready,
-    pause_archive,
-)
+from controller.testing.node import _is_node_process, node_ready
+from controller.testing.node_files import PAUSE_IMAGE, RUNC_WRAPPER, pause_archive
+from controller.testing.node_network import _unquote
 
 READY = {"type": "Ready", "status": "True"}
 NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
