@@ -35,6 +35,7 @@ import ssl
 import struct
 import sys
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -356,9 +357,16 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         data, sock = self.request
+        started = time.monotonic()
         answer = build_reply(data, self.server.lookup, self.server.domain)
-        if answer is not None:
-            sock.sendto(answer, self.client_address)
+        if answer is None:
+            return
+        sock.sendto(answer, self.client_address)
+        # What a client cannot tell apart from a missing name (glibc goes on down its search
+        # list after a SERVFAIL) is logged, and so is a slow answer.
+        took = time.monotonic() - started
+        if (len(answer) > 3 and answer[3] & 0x0F == SERVFAIL) or took > 0.5:
+            _log(f"answered {self.client_address[0]} rcode {answer[3] & 0x0F} in {took:.2f}s")
 
 
 class DnsServer(socketserver.UDPServer):
