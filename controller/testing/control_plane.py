@@ -21,7 +21,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from controller.testing.node import (
     api_client,
     node_ready,
 )
-from controller.testing.node_network import GATEWAY, NodeError
+from controller.testing.node_network import GATEWAY, NodeError, free_port
 
 K8S_VERSION = os.environ.get("BLOCKFLOW_K8S_VERSION", "1.20.2")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -148,12 +147,6 @@ def _build_from_source(*flags: str) -> None:
             "binaries and set KUBEBUILDER_ASSETS, or install the build prerequisites with "
             "`sudo hack/install-deps.sh` and run `hack/control-plane.sh up` again."
         )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env_port(name: str) -> int:

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from controller.testing.node_network import (
     POD_CIDR,
     NodeError,
     bridge_exists,
+    free_port,
     make_network,
     network_leftovers,
     remove_network,
@@ -52,12 +52,6 @@ NODE_CONTROLLERS = (
     "endpoint,endpointslice,disruption,podgc,statefulset,daemonset,ttl,nodelifecycle"
 )
 STOP_ORDER = ("kubelet", "kube-proxy", "kube-scheduler", "cluster-dns", "containerd")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _require(*tools: str) -> None:

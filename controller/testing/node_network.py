@@ -14,6 +14,7 @@ import contextlib
 import json
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -28,6 +29,13 @@ RESTORED_SYSCTLS = (*SYSCTLS, "net/ipv4/conf/all/route_localnet")
 
 class NodeError(RuntimeError):
     """The node cannot be started or stopped cleanly; the message says what to do."""
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for the plane's and the node's own listeners)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
