@@ -737,13 +737,13 @@ class Bench:
         """The controller's own client, and its three writes per Block, without kopf.
 
         Informational (the ratio is against the raw floor above): the same status patches
-        through the runtime's client (``controller.kube_rest``), then the runtime's ``KubeApi``
+        through the runtime's client (``controller.kube.rest``), then the runtime's ``KubeApi``
         doing what one reconcile of a noop Block does — finalizer patch, status patch, Ready
         Event — at the same concurrency.
         """
-        from controller.kube import connection_info, load_config
-        from controller.kube_rest import MERGE_PATCH, RestClient
-        from controller.runtime.kubeapi import KubeApi
+        from controller.kube.api import KubeApi
+        from controller.kube.connection import connection_info, load_config
+        from controller.kube.rest import MERGE_PATCH, RestClient
 
         os.environ["KUBECONFIG"] = str(self.creds.kubeconfig)
         single = load_config()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from controller.cli_workflows import CliError, _error, _execute
 
 if TYPE_CHECKING:
-    from controller.kube_rest import RestClient
+    from controller.kube.rest import RestClient
 
 DEFAULT_NAME = "blockflow-local"
 
@@ -31,7 +31,7 @@ def _cmd_local(args: argparse.Namespace) -> int:
         ensure_loopback_cert,
         webhook_configuration,
     )
-    from controller.kube_rest import KubeApiError
+    from controller.kube.rest import KubeApiError
     from controller.pki import PkiError
 
     try:
@@ -72,7 +72,7 @@ def _cmd_local(args: argparse.Namespace) -> int:
 
 def _cmd_remove(args: argparse.Namespace) -> int:
     from controller.admission.registration import API_PATH
-    from controller.kube_rest import KubeApiError
+    from controller.kube.rest import KubeApiError
 
     async def remove(client: RestClient, _: str) -> int:
         try:

@@ -40,7 +40,7 @@ from controller.cli_workflows import (
 )
 
 if TYPE_CHECKING:
-    from controller.kube_rest import RestClient
+    from controller.kube.rest import RestClient
 
 SYNC_ANNOTATION = "blockflow.dev/requested-sync-at"
 DRAIN_ANNOTATION = "blockflow.dev/requested-drain-at"
@@ -389,7 +389,7 @@ def _cmd_request(args: argparse.Namespace) -> int:
     annotation = SYNC_ANNOTATION if verb == "sync" else DRAIN_ANNOTATION
 
     async def action(client: RestClient, namespace: str) -> int:
-        from controller.kube_rest import MERGE_PATCH, KubeApiError
+        from controller.kube.rest import MERGE_PATCH, KubeApiError
 
         now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
         body = {"metadata": {"annotations": {annotation: now}}}
@@ -437,7 +437,7 @@ def _choose_step(run: dict[str, Any], namespace: str, wanted: str | None) -> dic
 
 
 async def _hook_key(client: RestClient, namespace: str, workflow: str) -> str:
-    from controller.kube_rest import KubeApiError
+    from controller.kube.rest import KubeApiError
     from controller.workflows.naming import HOOK_KEY_SIGNAL, workflow_secret_name
 
     secret_name = workflow_secret_name(workflow)

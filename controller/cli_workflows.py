@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from controller.times import parse_time
 
 if TYPE_CHECKING:
-    from controller.kube_rest import KubeApiError, RestClient
+    from controller.kube.rest import KubeApiError, RestClient
 
 API = "/apis/blockflow.dev/v1alpha1"
 TERMINAL_RUN_STATES = ("completed", "failed", "cancelled", "terminated")
@@ -82,8 +82,8 @@ def _execute(args: argparse.Namespace, action: Action) -> int:
     """Run one verb against the kubeconfig's cluster; expected errors become one line."""
     import aiohttp
 
-    from controller.kube import CredentialsError, connection_info, load_config
-    from controller.kube_rest import KubeApiError, RestClient
+    from controller.kube.connection import CredentialsError, connection_info, load_config
+    from controller.kube.rest import KubeApiError, RestClient
 
     try:
         single = load_config()
@@ -120,7 +120,7 @@ def _execute(args: argparse.Namespace, action: Action) -> int:
 
 
 async def _get(client: RestClient, path: str, kind: str, name: str, namespace: str) -> Any:
-    from controller.kube_rest import KubeApiError
+    from controller.kube.rest import KubeApiError
 
     try:
         return await client.request("GET", path)
@@ -191,7 +191,7 @@ def _cmd_set_state(args: argparse.Namespace) -> int:
     target, done = STATE_VERBS[verb]
 
     async def action(client: RestClient, namespace: str) -> int:
-        from controller.kube_rest import MERGE_PATCH, KubeApiError
+        from controller.kube.rest import MERGE_PATCH, KubeApiError
 
         path = _workflow_path(namespace, name)
         for attempt in range(1, 4):
@@ -300,7 +300,7 @@ def _cmd_url(args: argparse.Namespace) -> int:
     name: str = args.name
 
     async def action(client: RestClient, namespace: str) -> int:
-        from controller.kube_rest import KubeApiError
+        from controller.kube.rest import KubeApiError
         from controller.workflows.naming import TRIGGER_URL_SIGNAL, workflow_secret_name
 
         missing = CliError(
@@ -445,7 +445,7 @@ def _cmd_run_stop(args: argparse.Namespace) -> int:
     name: str = args.name
 
     async def action(client: RestClient, namespace: str) -> int:
-        from controller.kube_rest import MERGE_PATCH, KubeApiError
+        from controller.kube.rest import MERGE_PATCH, KubeApiError
 
         try:
             run = await client.request(

@@ -27,11 +27,11 @@ from pydantic import ValidationError
 from controller.admission.webhook import build_admission_app, tls_context
 from controller.api.kinds import ALL_KINDS, GROUP, VERSION, KindInfo
 from controller.handlers.transport import Transport
-from controller.kube import connection_info
-from controller.kube_rest import KubeApiError, RestClient
+from controller.kube.api import KubeApi
+from controller.kube.connection import connection_info
+from controller.kube.leader import LeaderElector, LostLeadership, PodLabel
+from controller.kube.rest import KubeApiError, RestClient
 from controller.logs import get_logger
-from controller.runtime.kubeapi import KubeApi
-from controller.runtime.leader import LeaderElector, LostLeadership, PodLabel
 from controller.runtime.reconciler import LifecycleRuntime
 from controller.server.app import bound_port, build_app, serve
 from controller.settings import Settings

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from lightkube import KubeConfig
 
-from controller.kube import connection_info
-from controller.kube_rest import MERGE_PATCH, RestClient
+from controller.kube.connection import connection_info
+from controller.kube.rest import MERGE_PATCH, RestClient
 from controller.workflows.naming import WORKFLOW_LABEL, workflow_secret_name
 from tests.conftest import Cluster, Kubectl, blockflow, eventually
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import kopf
 import pytest
 
-from controller.kube import connection_info, load_config
-from controller.kube_rest import KubeApiError, RestClient
+from controller.kube.connection import connection_info, load_config
+from controller.kube.rest import KubeApiError, RestClient
 from tests.conftest import Cluster, Kubectl
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from lightkube import KubeConfig
 
-from controller.kube import connection_info
-from controller.kube_rest import MERGE_PATCH, RestClient
+from controller.kube.connection import connection_info
+from controller.kube.rest import MERGE_PATCH, RestClient
 from tests.conftest import Cluster, ControllerProcess, Kubectl, blockflow, eventually
 
 

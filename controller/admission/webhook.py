@@ -20,10 +20,10 @@ from typing import Any
 
 from aiohttp import web
 
+from controller import metrics
 from controller.admission.validate import referenced_apps, refusals
 from controller.handlers.protocol import BlockTypeSpec
 from controller.logs import get_logger
-from controller.server import metrics
 
 log = get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""App: an installation of an integration, served by a handler (BRIEF §2)."""
+"""App: an installation of an integration, served by a handler."""
 
 from __future__ import annotations
 

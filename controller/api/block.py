@@ -1,4 +1,4 @@
-"""Block: one managed thing that belongs to an App (BRIEF §2-3)."""
+"""Block: one managed thing that belongs to an App."""
 
 from __future__ import annotations
 

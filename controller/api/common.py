@@ -84,7 +84,7 @@ class Condition(ApiModel):
 
 
 class LifecycleState(StrEnum):
-    """The six lifecycle statuses a handler reports (BRIEF §3)."""
+    """The six lifecycle statuses a handler reports."""
 
     READY = "ready"
     IN_PROGRESS = "in_progress"

@@ -1,4 +1,4 @@
-"""Workflow: event-triggered, multi-step automation (BRIEF §4)."""
+"""Workflow: event-triggered, multi-step automation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""WorkflowRun: one durable execution of a Workflow (BRIEF §4)."""
+"""WorkflowRun: one durable execution of a Workflow."""
 
 from __future__ import annotations
 

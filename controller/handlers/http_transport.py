@@ -1,4 +1,4 @@
-"""HTTP handlers (BRIEF §2): POST a signed JSON request to ``<url>/<operation>``.
+"""HTTP handlers: POST a signed JSON request to ``<url>/<operation>``.
 
 The handler may be written in any language, so everything it sends back is
 untrusted: the reply size is capped, the JSON is validated against the protocol

@@ -1,4 +1,4 @@
-"""The handler protocol (BRIEF §2): requests the controller sends and the replies it accepts.
+"""The handler protocol: requests the controller sends and the replies it accepts.
 
 Defined once, here, for both transports: in-process Python handlers receive
 these models, HTTP handlers receive their JSON (camelCase) and must reply with

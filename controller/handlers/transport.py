@@ -7,13 +7,11 @@ Warning event (never containing secrets: no config values, no signatures).
 
 from __future__ import annotations
 
-import time
 from typing import Any, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
 from controller.handlers.protocol import OPERATIONS, HandlerInfo, HandlerRequest
-from controller.server import metrics
 
 R = TypeVar("R")
 
@@ -79,14 +77,3 @@ def _summarise(exc: ValidationError) -> str:
         parts.append(f"{location}: {error['msg']}")
     more = exc.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
-
-
-async def timed_call(transport: Transport, request: HandlerRequest) -> Any:
-    """A handler call, its latency recorded by operation and transport."""
-    started = time.monotonic()
-    try:
-        return await transport.call(request)
-    finally:
-        metrics.HANDLER_CALL_SECONDS.labels(request.operation, type(transport).__name__).observe(
-            time.monotonic() - started
-        )

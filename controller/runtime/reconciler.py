@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from controller import metrics
 from controller.api.common import Condition, LifecycleState, LifecycleStatus, TimerStatus
 from controller.handlers.protocol import (
     AppHttp,
@@ -42,8 +43,9 @@ from controller.handlers.protocol import (
 )
 from controller.handlers.python_transport import PythonTransport, load_handler
 from controller.handlers.sdk import EntityKey
-from controller.handlers.transport import HandlerError, Transport, timed_call
-from controller.kube_rest import KubeApiError
+from controller.handlers.transport import HandlerError, Transport
+from controller.kube.api import FINALIZER, KubeApi
+from controller.kube.rest import KubeApiError
 from controller.lifecycle import effects, engine
 from controller.lifecycle.engine import Action, Decision, Observed
 from controller.lifecycle.signals import (
@@ -57,10 +59,9 @@ from controller.lifecycle.signals import (
 )
 from controller.lifecycle.validation import config_error
 from controller.logs import get_logger
-from controller.runtime.kubeapi import FINALIZER, KubeApi
+from controller.runtime.calls import timed_call
 from controller.runtime.queue import WorkQueue
 from controller.runtime.store import Body, Key, Store
-from controller.server import metrics
 from controller.server.urls import app_http_url, app_page_url
 from controller.workflows.activator import AppHandle, drained_reason
 from controller.workflows.naming import WORKFLOW_SIGNALS

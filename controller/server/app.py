@@ -1,4 +1,4 @@
-"""The controller's HTTP server plumbing: one aiohttp application (BRIEF §5).
+"""The controller's HTTP server plumbing: one aiohttp application.
 
 What the server does, for every route, before and after the :class:`Backend`:
 
@@ -29,9 +29,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_urldispatcher import _default_expect_handler
 
-from controller import __version__
+from controller import __version__, metrics
 from controller.logs import get_logger
-from controller.server import metrics
 from controller.server.backend import Backend, IncomingRequest, Reply, problem
 from controller.server.limits import RateLimiter
 

@@ -1,4 +1,4 @@
-"""Unguessable URL tokens (callbacks, triggers) of which only a hash is ever stored (BRIEF §5).
+"""Unguessable URL tokens (callbacks, triggers) of which only a hash is ever stored.
 
 A token is 256 random bits, URL-safe; resources keep `sha256(token)` so that reading
 a WorkflowRun or a Workflow never reveals a URL that can resume or trigger it.

@@ -22,7 +22,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import aiohttp
 
 from controller.api.kinds import GROUP
-from controller.kube_rest import KubeApiError
+from controller.kube.rest import KubeApiError
 from controller.server.tokens import derived_token
 
 TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 
 class Requester(Protocol):
-    """What the reviews need of :class:`controller.kube_rest.RestClient`."""
+    """What the reviews need of :class:`controller.kube.rest.RestClient`."""
 
     async def request(
         self,

@@ -31,7 +31,7 @@ from aiohttp import web
 from yarl import URL
 
 from controller.api.kinds import GROUP, VERSION
-from controller.kube_rest import KubeApiError
+from controller.kube.rest import KubeApiError
 from controller.logs import get_logger
 from controller.server.limits import RateLimiter
 from controller.ui import pages, views

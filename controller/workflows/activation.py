@@ -1,4 +1,4 @@
-"""Workflow activation checks and the phase state machine (pure logic, BRIEF §4).
+"""Workflow activation checks and the phase state machine (pure logic).
 
 Activation is refused, with messages that name the field and the fix, when the
 workflow cannot work: no trigger, no steps, a step that names nothing runnable, an

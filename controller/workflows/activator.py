@@ -1,4 +1,4 @@
-"""A Workflow's trigger, seen by the lifecycle engine as the Workflow's handler (BRIEF §4).
+"""A Workflow's trigger, seen by the lifecycle engine as the Workflow's handler.
 
 The same engine that syncs and drains Apps and Blocks reconciles Workflows: its
 `sync` is "activate the trigger for the current version", its `drain` is "deactivate
@@ -34,7 +34,8 @@ from controller.handlers.protocol import (
     HandlerRequest,
     SyncReply,
 )
-from controller.handlers.transport import HandlerError, Transport, timed_call
+from controller.handlers.transport import HandlerError, Transport
+from controller.runtime.calls import timed_call
 from controller.server.tokens import derived_token, token_hash
 from controller.workflows.activation import activation_errors, state_change_error
 from controller.workflows.naming import HOOK_KEY_SIGNAL, TRIGGER_URL_SIGNAL

@@ -1,5 +1,5 @@
 """Built-in steps (`uses: {type: …}` without an app): http, sleep, hook, approval, emit,
-kubernetes.job (BRIEF §4).
+kubernetes.job.
 
 Each built-in answers like a step block — an outcome, an exit, an error — or with a
 :class:`Wait`: "come back at this time" (a sleep, a Job being polled) or "wait for a
@@ -22,7 +22,7 @@ import aiohttp
 from controller.api.workflow import Step
 from controller.api.workflowrun import StepRecord
 from controller.handlers.protocol import ErrorReply, ExitReply, OutcomeReply
-from controller.kube_rest import KubeApiError, RestClient
+from controller.kube.rest import KubeApiError, RestClient
 from controller.server.tokens import token_hash
 from controller.workflows.templating import TemplateError, evaluate
 

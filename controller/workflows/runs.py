@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from controller import metrics
 from controller.api.common import Condition, LifecycleState
 from controller.api.workflow import RunConcurrencyPolicy, Step, WorkflowPhase, WorkflowSpec
 from controller.api.workflowrun import RunError, RunState, StepRecord, StepState, WorkflowRunStatus
@@ -45,14 +46,14 @@ from controller.handlers.protocol import (
     HttpRequestData,
     NoOpReply,
 )
-from controller.handlers.transport import HandlerError, timed_call
-from controller.kube_rest import KubeApiError
+from controller.handlers.transport import HandlerError
+from controller.kube.api import KubeApi
+from controller.kube.rest import KubeApiError
 from controller.lifecycle.conditions import conditions_for
 from controller.logs import get_logger
-from controller.runtime.kubeapi import KubeApi
+from controller.runtime.calls import timed_call
 from controller.runtime.queue import WorkQueue
 from controller.runtime.store import Body, Key
-from controller.server import metrics
 from controller.server.tokens import token_hash
 from controller.workflows import executor
 from controller.workflows.activation import phase_for

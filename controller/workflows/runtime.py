@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
+from controller import metrics
 from controller.api.workflow import ConcurrencyPolicy, WorkflowSpec, WorkflowState
 from controller.api.workflowrun import RunState
 from controller.handlers.protocol import (
@@ -35,15 +36,15 @@ from controller.handlers.protocol import (
     NoOpReply,
     TriggerRequest,
 )
-from controller.handlers.transport import HandlerError, Transport, timed_call
-from controller.kube_rest import KubeApiError, RestClient
+from controller.handlers.transport import HandlerError, Transport
+from controller.kube.api import KubeApi
+from controller.kube.rest import KubeApiError, RestClient
 from controller.logs import get_logger
-from controller.runtime.kubeapi import KubeApi
+from controller.runtime.calls import timed_call
 from controller.runtime.memory import trim_when_idle
 from controller.runtime.queue import WorkQueue
 from controller.runtime.reconciler import LifecycleRuntime
 from controller.runtime.store import Body, Key
-from controller.server import metrics
 from controller.server.backend import IncomingRequest, Reply, problem
 from controller.server.cloudevents import EventError
 from controller.server.cloudevents import parse as parse_event

@@ -1,4 +1,4 @@
-"""`${{ <CEL> }}` in a step's `with:` (BRIEF §4), evaluated with the CEL the Kubernetes API uses.
+"""`${{ <CEL> }}` in a step's `with:`, evaluated with the CEL the Kubernetes API uses.
 
 - A string that is exactly one `${{ … }}` becomes the expression's value, keeping its
   type (a number stays a number, an object an object).

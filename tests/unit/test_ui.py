@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from controller.kube_rest import KubeApiError
+from controller.kube.rest import KubeApiError
 from controller.times import parse_time
 from controller.ui import pages, views
 from controller.ui.assets import CSP, CSS, JS

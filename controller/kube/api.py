@@ -1,4 +1,4 @@
-"""The few Kubernetes writes and reads the runtime makes (over :mod:`controller.kube_rest`).
+"""The few Kubernetes writes and reads the runtime makes (over :mod:`controller.kube.rest`).
 
 Every write here is deliberate: one status patch per reconcile that changes
 something, finalizer edits once per lifetime, Secrets only when a sensitive
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.api.kinds import ALL_KINDS, GROUP, VERSION
-from controller.kube_rest import JSON_PATCH, MERGE_PATCH, KubeApiError, RestClient
+from controller.kube.rest import JSON_PATCH, MERGE_PATCH, KubeApiError, RestClient
 from controller.logs import get_logger
 
 FINALIZER = "blockflow.dev/lifecycle"

@@ -2,7 +2,7 @@
 
 lightkube's loader reads kubeconfigs (tokens, client certificates, exec credential
 plugins) and in-cluster service accounts; :func:`connection_info` turns what it finds
-into kopf's ConnectionInfo, which both kopf and :mod:`controller.kube_rest` use.
+into kopf's ConnectionInfo, which both kopf and :mod:`controller.kube.rest` use.
 """
 
 from __future__ import annotations

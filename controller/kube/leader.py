@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from controller.kube_rest import MERGE_PATCH, KubeApiError, RestClient
+from controller.kube.rest import MERGE_PATCH, KubeApiError, RestClient
 from controller.logs import get_logger
 
 log = get_logger("blockflow.leader")
