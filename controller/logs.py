@@ -33,7 +33,10 @@ def _renderer(fmt: str, stream: Any) -> Processor:
         fmt == "auto" and hasattr(stream, "isatty") and stream.isatty()
     )
     if use_console:
-        return structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        # Plain tracebacks: a rich one shows local variables, and a local may hold a secret.
+        return structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     return structlog.processors.JSONRenderer()
 
 

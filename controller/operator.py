@@ -1,17 +1,18 @@
-"""kopf wiring: watch the four Blockflow kinds and hand their events to the engines.
+"""The composition root: builds every room of the controller, wires them, and runs kopf.
 
-This module only adapts kopf to Blockflow; decisions live in the pure engines
-(``controller.lifecycle``, ``controller.workflows``).  kopf watches, logs in
-and (later) serves admission; App and Block events go to the lifecycle runtime,
-which keeps its own work queue: kopf's on.event handlers write nothing, so each
-reconcile costs exactly the writes the engine decides.  Workflows and runs are
-observed and logged until the workflow engine lands.
+kopf watches the four Blockflow kinds and logs in; its on.event handlers only hand
+each event over (they write nothing, so each reconcile costs exactly the writes the
+engines decide). Apps, Blocks and Workflows go to the lifecycle runtime; Workflows also
+to the workflow engine's trigger index; WorkflowRuns to the run runtime. This module
+also runs the HTTP server, the admission webhook and leader election; it decides
+nothing itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import secrets
 import socket
@@ -32,7 +33,10 @@ from controller.kube.connection import connection_info
 from controller.kube.leader import LeaderElector, LostLeadership, PodLabel
 from controller.kube.rest import KubeApiError, RestClient
 from controller.logs import get_logger
-from controller.runtime.reconciler import LifecycleRuntime
+from controller.runtime.events import EventPoster
+from controller.runtime.lifecycle import LifecycleRuntime
+from controller.runtime.memory import trim_when_idle
+from controller.runtime.transitions import Transitions
 from controller.server.app import bound_port, build_app, serve
 from controller.settings import Settings
 from controller.ui import ChangeFeed, ui_routes
@@ -91,7 +95,7 @@ def _feeder(
         body, event_type = dict(event["object"]), event.get("type")
         if kind == "WorkflowRun":
             if workflows is not None:
-                workflows.runs.observe(body, event_type)
+                workflows.observe_run(body, event_type)
             return
         runtime.observe(body, event_type)
         if kind == "Workflow" and workflows is not None:
@@ -159,8 +163,6 @@ def build_registry(
         # Stop our tasks inside kopf's shutdown, or kopf waits for them as if they hung.
         if on_cleanup is not None:
             await on_cleanup()
-        if runtime is not None:
-            await runtime.stop()
         if stop_flag is not None:
             # kopf waits on our flag too; once its own signal handlers took over, nobody
             # else sets it, and kopf would wait out its hung-task timeout at every exit.
@@ -175,35 +177,47 @@ async def run_operator(
     *,
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
+    on_run_write: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
-    """Run until stopped (SIGINT/SIGTERM or ``stop_flag``): kopf and the lifecycle runtime."""
+    """Run until stopped (SIGINT/SIGTERM or ``stop_flag``). ``on_run_write`` is called after
+    every status write of a run (a seam for tests that inject faults)."""
+    # The operator stops when this is set: by the caller, or on the loss of the lease.
+    flag: asyncio.Event | threading.Event = stop_flag or asyncio.Event()
     client = RestClient(connection_info, limit=max(config.workers, 8) + 8)
     async with aiohttp.ClientSession() as http_session:
         api = KubeApi(client)
         base_url = config.public_url or f"http://{config.http_host}:{config.http_port}"
+        events = EventPoster(api)
+        transitions = Transitions()
         runtime = LifecycleRuntime(
             api,
             workers=config.workers,
             http_transport_factory=http_transport_factory(http_session),
             public_url=base_url,
+            events=events,
+            transitions=transitions,
         )
         key = await token_key(api, config)
         workflows = WorkflowRuntime(
             api,
-            runtime,
-            TokenKeys(key, base_url),
-            http_session,
-            client,
+            cache=runtime.store,
+            resolver=runtime.resolver,
+            events=events,
+            transitions=transitions,
+            tokens=TokenKeys(key, base_url),
+            http=http_session,
+            kube=client,
+            request_sync=runtime.request,
+            app_endpoint=runtime.writer.app_http,
             events_namespace=config.events_namespace,
             workers=config.workers,
-            crash_after_run_writes=config.crash_after_run_writes,
+            on_run_write=on_run_write,
         )
-        runtime.workflows = workflows
         feed = ChangeFeed()  # the web page's live updates, fed by the watches below
         admission = await _serve_admission(config, runtime)
         server = await serve(
             build_app(
-                workflows,
+                workflows.backend,
                 max_body_bytes=config.max_body_bytes,
                 extra=ui_routes(
                     client,
@@ -239,24 +253,36 @@ async def run_operator(
             if pod is not None:
                 await pod.set(False)  # a restarted leader's Pod still has the mark
                 workflows.standby_ready = True
-            if not await _until_stopped(elector.acquire(), stop_flag):
+            if not await _until_stopped(elector.acquire(), flag):
                 await server.cleanup()
                 if admission is not None:
                     await admission.cleanup()
                 await client.close()
                 return
             workflows.standby_ready = False
-            keeper = asyncio.create_task(_keep_leading(elector), name="leader-lease")
             workflows.not_ready_because = "listing workflows and runs"
             if pod is not None:
                 await pod.set(True)
-        runtime.start()
-        starting = asyncio.create_task(workflows.start(config.namespaces))
+        serving = asyncio.create_task(_serve(api, config, events, runtime, workflows))
+        lost: list[LostLeadership] = []
+        if elector is not None:
+
+            def step_down(exc: LostLeadership) -> None:
+                # Crash-only: no write may follow the loss of the lease, so every work queue
+                # stops now; kopf stops next, and the process exits with 70 (its Pod
+                # restarts as a standby).
+                lost.append(exc)
+                serving.cancel()
+                flag.set()
+
+            keeper = asyncio.create_task(_keep_leading(elector, step_down), name="leader-lease")
 
         async def cleanup() -> None:
             if keeper is not None:
                 keeper.cancel()
-            starting.cancel()
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await serving
             await workflows.stop()
             await server.cleanup()
             if admission is not None:
@@ -265,20 +291,59 @@ async def run_operator(
         try:
             await kopf.operator(
                 registry=build_registry(
-                    config, runtime, stop_flag, workflows, cleanup, on_change=feed.notify
+                    config, runtime, flag, workflows, cleanup, on_change=feed.notify
                 ),
                 clusterwide=not config.namespaces,
                 namespaces=config.namespaces,
                 standalone=config.standalone,
-                stop_flag=stop_flag,
+                stop_flag=flag,
                 ready_flag=ready_flag,
             )
         finally:
             await cleanup()  # normally already done by the cleanup handler
-            await runtime.stop()
-            if keeper is not None and elector is not None:
+            if keeper is not None and elector is not None and not lost:
                 await elector.release()  # all work stopped: a standby may take over now
             await client.close()
+        if lost:
+            raise SystemExit(70)
+
+
+async def _serve(
+    api: KubeApi,
+    config: Settings,
+    events: EventPoster,
+    runtime: LifecycleRuntime,
+    workflows: WorkflowRuntime,
+) -> None:
+    """List every object once (Apps first: a run resumed at startup calls its steps'
+    Apps at once), then serve the work queues, Events and the memory trimmer."""
+    serving = [
+        asyncio.create_task(runtime.run(), name="lifecycle"),
+        asyncio.create_task(events.run(), name="events"),
+    ]
+    try:
+        for namespace in config.namespaces or [None]:  # type: ignore[list-item]
+            for kind in ("App", "Block", "Workflow"):
+                for body in await api.list_all(kind, namespace):
+                    runtime.observe(body, None)
+                    if kind == "Workflow":
+                        workflows.observe_workflow(body, None)
+            for body in await api.list_all("WorkflowRun", namespace):
+                workflows.observe_run(body, None)
+        workflows.start()
+        serving.append(
+            asyncio.create_task(
+                trim_when_idle(lambda: runtime.reconciles + workflows.processed()),
+                name="memory-trim",
+            )
+        )
+        await asyncio.gather(*serving)
+    finally:
+        for task in serving:
+            task.cancel()
+        for task in serving:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 async def _serve_admission(config: Settings, runtime: LifecycleRuntime) -> web.AppRunner | None:
@@ -286,7 +351,7 @@ async def _serve_admission(config: Settings, runtime: LifecycleRuntime) -> web.A
     if config.admission_port is None or config.admission_cert_dir is None:
         return None
     runner = await serve(
-        build_admission_app(runtime.block_types),
+        build_admission_app(runtime.resolver.block_types),
         config.http_host,
         config.admission_port,
         ssl_context=tls_context(config.admission_cert_dir),
@@ -311,13 +376,15 @@ async def _until_stopped(
     return task in done
 
 
-async def _keep_leading(elector: LeaderElector) -> None:
-    """Crash-only: a leader that lost its lease stops at once; its Pod restarts as a standby."""
+async def _keep_leading(
+    elector: LeaderElector, step_down: Callable[[LostLeadership], None]
+) -> None:
+    """Renew the lease while leading; step down the moment it is lost."""
     try:
         await elector.keep()
     except LostLeadership as exc:
         log.error("lost the leader lease; stopping", error=str(exc))
-        os._exit(70)
+        step_down(exc)
 
 
 TOKEN_KEY_SECRET = "blockflow-token-key"

@@ -85,14 +85,6 @@ class Settings(BaseSettings):
             "(a mounted TLS Secret, or what `blockflow admission local` made)."
         ),
     )
-    crash_after_run_writes: int | None = Field(
-        default=None,
-        ge=1,
-        description=(
-            "Fault injection for crash-safety tests: the process kills itself (SIGKILL) right "
-            "after this many WorkflowRun status writes. Never set it in production."
-        ),
-    )
 
     @model_validator(mode="after")
     def _admission_needs_a_cert(self) -> Settings:

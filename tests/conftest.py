@@ -273,13 +273,18 @@ def free_port() -> int:
 
 
 def start_controller(
-    cluster: Cluster, *args: str, env: dict[str, str] | None = None, port: int | None = None
+    cluster: Cluster,
+    *args: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    module: str = "controller",
 ) -> ControllerProcess:
     """The real controller (`python -m controller run`) against the test cluster, its
-    output read in the background; the caller stops it."""
+    output read in the background; the caller stops it. ``module`` runs another entry
+    point with the same arguments (tests.support.crashing_controller)."""
     port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "controller", "run", "--log-format", "json", *args],
+        [sys.executable, "-m", module, "run", "--log-format", "json", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -304,9 +309,12 @@ def run_controller(
     started: list[ControllerProcess] = []
 
     def start(
-        *args: str, env: dict[str, str] | None = None, port: int | None = None
+        *args: str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        module: str = "controller",
     ) -> ControllerProcess:
-        controller = start_controller(cluster, *args, env=env, port=port)
+        controller = start_controller(cluster, *args, env=env, port=port, module=module)
         started.append(controller)
         return controller
 

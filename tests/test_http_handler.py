@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from controller.handlers.http_transport import SIGNATURE_HEADER, sign
-from controller.runtime.reconciler import INFO_TTL
+from controller.runtime.handlers import INFO_TTL
 from tests.conftest import EXAMPLES_DIR, ControllerProcess, Kubectl, blockflow, eventually
 from tests.http_fixtures import HandlerServer, Watch, example, free_port
 

@@ -125,7 +125,11 @@ def test_a_crash_after_every_write_of_a_run_loses_nothing(
     crashes = 0
     while not finished_and_counted(kubectl, namespace, name):
         controller = run_controller(
-            "--namespace", namespace, port=port, env={"BLOCKFLOW_CRASH_AFTER_RUN_WRITES": "1"}
+            "--namespace",
+            namespace,
+            port=port,
+            env={"BLOCKFLOW_CRASH_AFTER_RUN_WRITES": "1"},
+            module="tests.support.crashing_controller",
         )
         deadline = time.monotonic() + 60
         while controller.proc.poll() is None:

@@ -1,4 +1,4 @@
-"""The latest body of every App and Block, and who references whom (an in-memory index).
+"""The latest body of every App, Block and Workflow, and who references whom (an in-memory index).
 
 Fed by watch events; read by the reconciler to resolve signal references and
 to find the dependents to re-sync when a signal changes, without polling.
@@ -7,27 +7,16 @@ to find the dependents to re-sync when a signal changes, without polling.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
+from controller.kube.objects import Body, Key
 from controller.lifecycle.signals import SignalRefError, find_refs
 
-Body = dict[str, Any]
 
+class Cache(Protocol):
+    """Read-only access to the latest observed body of an object (what other rooms get)."""
 
-@dataclass(frozen=True, order=True)
-class Key:
-    kind: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
-
-    @classmethod
-    def of(cls, body: Body) -> Key:
-        meta = body["metadata"]
-        return cls(body["kind"], meta["namespace"], meta["name"])
+    def get(self, key: Key) -> Body | None: ...
 
 
 class Store:

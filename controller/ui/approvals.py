@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from controller.api.workflowrun import StepRecord, StepState, WorkflowRunStatus
-from controller.runtime.store import Key
+from controller.kube.objects import Key
 from controller.workflows.builtin_steps import HookDelivery, HookRejected, deliver_hook
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class RuntimeApprovals:
             return deliver_hook(found, waiting, payload, now, who=who)
 
         try:
-            state = await self.workflows.runs.resume_hook(
+            state = await self.workflows.resumer.resume_hook(
                 Key("WorkflowRun", namespace, run), record.hook_token_hash, deliver
             )
         except HookRejected as exc:

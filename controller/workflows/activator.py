@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from pydantic import Field
+
 from controller.api.workflow import WorkflowPhase, WorkflowSpec, WorkflowState
 from controller.handlers.protocol import (
     ActivateRequest,
@@ -35,24 +37,15 @@ from controller.handlers.protocol import (
     SyncReply,
 )
 from controller.handlers.transport import HandlerError, Transport
+from controller.kube.objects import Body
 from controller.runtime.calls import timed_call
+from controller.runtime.handlers import AppHandle
 from controller.server.tokens import derived_token, token_hash
 from controller.workflows.activation import activation_errors, state_change_error
-from controller.workflows.naming import HOOK_KEY_SIGNAL, TRIGGER_URL_SIGNAL
+from controller.workflows.naming import HOOK_KEY_SIGNAL, TRIGGER_URL_SIGNAL, WORKFLOW_SIGNALS
 from controller.workflows.templating import TemplateError, render
 
-Body = dict[str, Any]
 VERSION = "blockflow-workflow/1"
-
-
-@dataclass(frozen=True)
-class AppHandle:
-    """An App's handler as the workflow engine calls it."""
-
-    body: Body
-    transport: Transport
-    info: HandlerInfo
-    input: EntityInput
 
 
 class Apps(Protocol):
@@ -111,6 +104,21 @@ def drained_reason(body: Body) -> str | None:
     return None if state is WorkflowState.ACTIVE else state.value
 
 
+_KEEP: Any = object()
+
+
+class ActivationSyncReply(SyncReply):
+    """A sync reply that also carries the Workflow's activation (written with it)."""
+
+    status_fields: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+
+class ActivationDrainReply(DrainReply):
+    """A drain reply that also carries the Workflow's (cleared) activation."""
+
+    status_fields: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+
 class WorkflowActivator:
     """The lifecycle engine's "handler" for one Workflow (built per reconcile)."""
 
@@ -128,8 +136,6 @@ class WorkflowActivator:
         self.apps = apps
         self.now = now
         self.on_activated = on_activated
-        #: Workflow-only status fields decided by the last call (merged into the patch).
-        self.status_extra: dict[str, Any] = {}
 
     async def info(self) -> HandlerInfo:
         return HandlerInfo(version=VERSION)
@@ -144,7 +150,7 @@ class WorkflowActivator:
 
     # -- sync: activate --------------------------------------------------------------------
 
-    async def _sync(self, current_signals: dict[str, Any]) -> SyncReply:
+    async def _sync(self, current_signals: dict[str, Any]) -> ActivationSyncReply:
         meta, status = self.body["metadata"], self.body.get("status") or {}
         namespace, uid = meta["namespace"], meta["uid"]
         version = int(meta.get("generation", 1))
@@ -152,19 +158,19 @@ class WorkflowActivator:
         phase = WorkflowPhase(status["phase"]) if status.get("phase") else None
         refused = state_change_error(phase, wanted)
         if refused:
-            return SyncReply(new_status="failed", custom_status_description=refused)
+            return self._sync_reply(new_status="failed", custom_status_description=refused)
         spec = WorkflowSpec.model_validate(self.body.get("spec") or {})
         errors = await self._activation_errors(namespace, spec)
         if errors:
             text = "; ".join(errors)
-            return SyncReply(
+            return self._sync_reply(
                 new_status="failed", custom_status_description=_clip(f"not activated: {text}")
             )
         signals: dict[str, Any] = {HOOK_KEY_SIGNAL: self.tokens.hook_key(uid)}
         activation = status.get("activation") or {}
         if activation.get("version") == version:
             signals[TRIGGER_URL_SIGNAL] = current_signals.get(TRIGGER_URL_SIGNAL)
-            return SyncReply(
+            return self._sync_reply(
                 new_status="ready",
                 custom_status_description=f"Active: version {version}",
                 signal_updates=signals,
@@ -172,7 +178,7 @@ class WorkflowActivator:
         if activation.get("version") is not None:
             failure = await self._deactivate(activation)
             if failure:
-                return SyncReply(new_status="failed", custom_status_description=failure)
+                return self._sync_reply(new_status="failed", custom_status_description=failure)
         new_id = activation_id(uid, version)
         assert spec.trigger is not None
         token: str | None = None
@@ -186,9 +192,10 @@ class WorkflowActivator:
             failure = await self._activate(spec, version, new_id, url)
             if failure:
                 # Not enabled: nothing of this version routes, nothing will deactivate it.
-                self.status_extra["activation"] = None
-                return SyncReply(new_status="failed", custom_status_description=failure)
-        self.status_extra["activation"] = {
+                return self._sync_reply(
+                    new_status="failed", custom_status_description=failure, activation=None
+                )
+        activated = {
             "uniqueActivationId": new_id,
             "version": version,
             "activatedAt": self.now().isoformat(),
@@ -197,11 +204,23 @@ class WorkflowActivator:
         }
         signals[TRIGGER_URL_SIGNAL] = url
         await self.on_activated(self.body, version)
-        return SyncReply(
+        return self._sync_reply(
             new_status="ready",
             custom_status_description=f"Active: version {version} activated",
             signal_updates=signals,
+            activation=activated,
         )
+
+    def _version(self) -> int:
+        return int(self.body["metadata"].get("generation", 1))
+
+    def _sync_reply(self, *, activation: Any = _KEEP, **reply: Any) -> ActivationSyncReply:
+        """A sync reply with the status fields it decides: the version, and the activation
+        when it changes (``_KEEP``: unchanged, not written)."""
+        fields: dict[str, Any] = {"version": self._version()}
+        if activation is not _KEEP:
+            fields["activation"] = activation
+        return ActivationSyncReply(**reply, status_fields=fields)
 
     async def _activation_errors(self, namespace: str, spec: WorkflowSpec) -> list[str]:
         apps = {s.uses.app for s in [*spec.steps, *spec.fallback] if s.uses.app}
@@ -236,18 +255,23 @@ class WorkflowActivator:
 
     # -- drain: deactivate -------------------------------------------------------------------
 
-    async def _drain(self) -> DrainReply:
+    async def _drain(self) -> ActivationDrainReply:
         status = self.body.get("status") or {}
         activation = status.get("activation") or {}
         reason = "deleted" if self.body["metadata"].get("deletionTimestamp") else None
         if activation.get("version") is not None:
             failure = await self._deactivate(activation)
             if failure:
-                return DrainReply(new_status="draining_failed", custom_status_description=failure)
-        self.status_extra["activation"] = None
+                return ActivationDrainReply(
+                    new_status="draining_failed",
+                    custom_status_description=failure,
+                    status_fields={"version": self._version()},
+                )
         state = reason or wanted_state(self.body).value
-        return DrainReply(
-            new_status="drained", custom_status_description=f"{state}: trigger not active"
+        return ActivationDrainReply(
+            new_status="drained",
+            custom_status_description=f"{state}: trigger not active",
+            status_fields={"activation": None, "version": self._version()},
         )
 
     async def _deactivate(self, activation: Body) -> str:
@@ -293,3 +317,31 @@ class WorkflowActivator:
 
 def _clip(text: str) -> str:
     return text if len(text) <= 1024 else text[:1021] + "..."
+
+
+class WorkflowHandlers:
+    """The handler source of the Workflow kind: its activator, built per reconcile."""
+
+    def __init__(
+        self,
+        tokens: TokenKeys,
+        apps: Apps,
+        now: Callable[[], datetime],
+        on_activated: Callable[[Body, int], Awaitable[None]],
+    ) -> None:
+        self.tokens = tokens
+        self.apps = apps
+        self.now = now
+        self.on_activated = on_activated
+        self.sensitive = frozenset(WORKFLOW_SIGNALS)
+
+    def transport(self, body: Body) -> Transport:
+        return WorkflowActivator(
+            body, tokens=self.tokens, apps=self.apps, now=self.now, on_activated=self.on_activated
+        )
+
+    def drain_request(self, body: Body) -> str | None:
+        return drain_request(body)
+
+    def drained_reason(self, body: Body) -> str | None:
+        return drained_reason(body)

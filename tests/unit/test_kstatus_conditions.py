@@ -31,16 +31,18 @@ from controller.handlers.protocol import (
 from controller.handlers.transport import HandlerError
 from controller.lifecycle import conditions, engine
 from controller.lifecycle.engine import Action, Decision, Observed
+from controller.runtime.handlers import AppHandle
 from controller.workflows.activation import phase_for
 from controller.workflows.activator import (
-    AppHandle,
     TokenKeys,
     WorkflowActivator,
     drain_request,
     drained_reason,
     wanted_state,
 )
-from controller.workflows.runs import FINAL_STATES, _unobserved, run_conditions
+from controller.workflows.run_context import run_conditions
+from controller.workflows.run_context import unobserved as _unobserved
+from controller.workflows.run_index import FINAL_STATES
 from tests.kstatus import CURRENT, FAILED, IN_PROGRESS, TERMINATING, compute
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -407,7 +409,7 @@ async def reconcile_workflow(body: dict[str, Any]) -> dict[str, Any]:
         assert plan.action is Action.DRAIN, plan
         reply = await activator.call(DrainRequest(entity=entity))
         decision = engine.after_drain(obs, reply, NOW, rng())
-    new_status = {**status, **decision.status_patch, **activator.status_extra}
+    new_status = {**status, **decision.status_patch, **reply.status_fields}
     current = WorkflowPhase(status["phase"]) if status.get("phase") else None
     new_status["phase"] = phase_for(
         wanted_state(body),

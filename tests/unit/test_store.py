@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.runtime.store import Key, Store
+from controller.kube.objects import Key
+from controller.runtime.store import Store
 
 
 def block(name: str, rv: str, uid: str = "u1", config: Any = None) -> dict[str, Any]:

@@ -1,0 +1,83 @@
+"""What a run's steps see and what `kubectl` sees of a run, from plain values.
+
+- :func:`cel_context` — the variables of `${{ … }}` expressions: the triggering `event`,
+  earlier `steps.<name>.{id,data,state,error}`, the `workflow` and the `run`;
+- :func:`run_conditions` — kstatus conditions for a run's state;
+- :func:`unobserved` — whether a run's spec changed since the controller last wrote it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from controller.api.common import Condition, LifecycleState
+from controller.api.workflowrun import RunState, StepState, WorkflowRunStatus
+from controller.kube.objects import Body, generation, spec_of, status_of, workflow_ref
+from controller.lifecycle.conditions import conditions_for
+from controller.workflows import executor
+
+
+def cel_context(body: Body, status: WorkflowRunStatus) -> dict[str, Any]:
+    """What CEL sees: event, steps.<name>.{id,data,state,error}, workflow, run."""
+    meta = body["metadata"]
+    steps = {
+        r.name.removeprefix(executor.FALLBACK_PREFIX): {
+            "id": r.outcome.id if r.outcome else None,
+            "data": r.outcome.data if r.outcome else None,
+            "state": r.state.value,
+            "error": r.error.message if r.error else None,
+        }
+        for r in status.steps
+        if r.state is not StepState.PENDING
+    }
+    return {
+        "event": spec_of(body).get("input"),
+        "steps": steps,
+        "workflow": {
+            "name": workflow_ref(body) or None,
+            "namespace": meta["namespace"],
+            "version": status.workflow_version,
+        },
+        "run": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+    }
+
+
+_RUN_LIFECYCLE = {
+    RunState.QUEUED: LifecycleState.IN_PROGRESS,
+    RunState.RUNNING: LifecycleState.IN_PROGRESS,
+    RunState.WAITING: LifecycleState.IN_PROGRESS,
+    RunState.PAUSED: LifecycleState.IN_PROGRESS,
+    RunState.COMPLETED: LifecycleState.READY,
+    RunState.CANCELLED: LifecycleState.READY,
+    RunState.FAILED: LifecycleState.FAILED,
+    RunState.TERMINATED: LifecycleState.FAILED,
+}
+
+
+def run_conditions(
+    status: WorkflowRunStatus, body: Body, now: datetime, previous: list[Condition]
+) -> list[Condition]:
+    """kstatus for runs: completed or cancelled is Ready (Current), failed or terminated
+    Stalled (Failed), the rest — queued, running, waiting, and paused, which has not ended
+    either — Reconciling (InProgress); so `kubectl wait --for=condition=Ready wfr/NAME` and
+    Flux's `wait: true` wait for the end. The reason is the run's state, capitalized."""
+    assert status.state is not None
+    message = f"run {status.state.value}"
+    if status.error is not None:
+        message += f": {status.error.message}"
+    return conditions_for(
+        _RUN_LIFECYCLE[status.state],
+        message=message[:1024],
+        generation=generation(body),
+        now=now,
+        previous=previous,
+        reason=status.state.value.capitalize(),
+    )
+
+
+def unobserved(body: Body) -> bool:
+    """A spec change the controller has not acknowledged in status.observedGeneration
+    (runs written before it was recorded have none: nothing to acknowledge)."""
+    observed = status_of(body).get("observedGeneration")
+    return observed is not None and observed != generation(body)

@@ -1,0 +1,108 @@
+"""What the controller keeps about every WorkflowRun between events: a small entry, no body.
+
+Lookups from the outside world to runs — a finish-callback token, a hook token, an
+event's dedupe key — and the counts admission, queues and history limits ask for
+(a workflow's runs by state), all answered without scanning every run. Rebuilt from
+the watch (and from the controller's own writes) at every start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controller import metrics
+from controller.api.workflowrun import RunState, StepState
+from controller.kube.objects import Body, Key, status_of, workflow_ref
+
+ACTIVE_STATES = (RunState.RUNNING, RunState.WAITING, RunState.PAUSED)
+FINAL_STATES = (RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED, RunState.TERMINATED)
+#: A run not admitted yet: just created (no state), or waiting for a concurrency slot.
+NOT_ADMITTED = (None, RunState.QUEUED)
+
+
+@dataclass(slots=True)
+class RunEntry:
+    """All the controller keeps about a run between events (no body, no task)."""
+
+    workflow: str
+    state: str | None
+    event_key: str | None
+    callbacks: tuple[str, ...] = ()
+    hooks: tuple[str, ...] = ()
+
+
+@dataclass
+class Indexes:
+    """Lookups from the outside world (tokens, events) to runs; rebuilt from watch events."""
+
+    runs: dict[Key, RunEntry] = field(default_factory=dict)
+    #: (namespace, workflow) → run state → runs: what admission, queues and history
+    #: limits ask, answered without scanning every run.
+    groups: dict[tuple[str, str], dict[str | None, set[Key]]] = field(default_factory=dict)
+    callbacks: dict[str, tuple[Key, str]] = field(default_factory=dict)
+    hooks: dict[str, set[Key]] = field(default_factory=dict)
+    event_keys: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    def put(self, key: Key, body: Body) -> RunEntry:
+        self.drop(key)
+        status = status_of(body)
+        labels = body["metadata"].get("labels") or {}
+        workflow = workflow_ref(body)
+        callbacks, hooks = [], []
+        for record in status.get("steps") or []:
+            if record.get("callbackTokenHash"):
+                callbacks.append(record["callbackTokenHash"])
+                self.callbacks[record["callbackTokenHash"]] = (key, record["name"])
+            if record.get("hookTokenHash") and record.get("state") == StepState.WAITING:
+                hooks.append(record["hookTokenHash"])
+                self.hooks.setdefault(record["hookTokenHash"], set()).add(key)
+        event_key = labels.get("blockflow.dev/event-key")
+        if event_key:
+            self.event_keys.setdefault((key.namespace, workflow), set()).add(event_key)
+        entry = RunEntry(workflow, status.get("state"), event_key, tuple(callbacks), tuple(hooks))
+        self.runs[key] = entry
+        group = self.groups.setdefault((key.namespace, workflow), {})
+        group.setdefault(entry.state, set()).add(key)
+        metrics.RUNS.labels(entry.state or "new").inc()
+        return entry
+
+    def drop(self, key: Key) -> RunEntry | None:
+        entry = self.runs.pop(key, None)
+        if entry is None:
+            return None
+        metrics.RUNS.labels(entry.state or "new").dec()
+        group = self.groups.get((key.namespace, entry.workflow))
+        if group is not None:
+            members = group.get(entry.state)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del group[entry.state]
+            if not group:
+                del self.groups[(key.namespace, entry.workflow)]
+        for digest in entry.callbacks:
+            self.callbacks.pop(digest, None)
+        for digest in entry.hooks:
+            waiting = self.hooks.get(digest)
+            if waiting is not None:
+                waiting.discard(key)
+                if not waiting:
+                    del self.hooks[digest]
+        return entry
+
+    def in_states(self, namespace: str, workflow: str, *states: str | None) -> list[Key]:
+        """A workflow's runs in these states, oldest first (names sort by start time)."""
+        group = self.groups.get((namespace, workflow)) or {}
+        return sorted(k for state in states for k in group.get(state, ()))
+
+    def count(self, namespace: str, workflow: str, *states: str | None) -> int:
+        group = self.groups.get((namespace, workflow)) or {}
+        return sum(len(group.get(state, ())) for state in states)
+
+    def active(self, namespace: str, workflow: str) -> list[Key]:
+        return self.in_states(namespace, workflow, *ACTIVE_STATES)
+
+    def workflow_of(self, key: Key) -> str | None:
+        """Which workflow a run belongs to, by name (None for a run not indexed)."""
+        entry = self.runs.get(key)
+        return None if entry is None else entry.workflow
