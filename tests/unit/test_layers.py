@@ -33,15 +33,16 @@ def imported_rooms(path: Path) -> set[tuple[str, int]]:
     """(room, line) for every import of another room of the package in one file."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        names: list[str] = []
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
+            names, line = [node.module], node.lineno
         elif isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            names, line = [alias.name for alias in node.names], node.lineno
+        else:
+            continue
         for name in names:
             parts = name.split(".")
             if parts[0] == "controller" and len(parts) > 1:
-                found.add((parts[1], node.lineno))
+                found.add((parts[1], line))
     return found
 
 

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: servers, fakes, fixtures that are plain modules."""
