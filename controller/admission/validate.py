@@ -21,10 +21,10 @@ from pydantic import ValidationError
 
 from controller.api.workflow import WorkflowPhase, WorkflowSpec, WorkflowState
 from controller.handlers.protocol import BlockTypeSpec
+from controller.kube.objects import Body, spec_of
 from controller.lifecycle.signals import SignalRefError, find_refs
 from controller.workflows.activation import activation_errors, state_change_error
 
-Body = dict[str, Any]
 #: App name → the block types its handler offers; None when the App is unknown (not there,
 #: or its handler cannot be asked now): checks that need it are skipped, not failed.
 Offered = Callable[[str], dict[str, BlockTypeSpec] | None]
@@ -39,7 +39,7 @@ def refusals(body: Body, old: Body | None, offered: Offered) -> list[str]:
         return []
     kind = body.get("kind")
     namespace = (body.get("metadata") or {}).get("namespace") or ""
-    spec = body.get("spec") or {}
+    spec = spec_of(body)
     if kind == "App":
         return _ref_errors(spec.get("config"), namespace)
     if kind == "Block":
@@ -51,7 +51,7 @@ def refusals(body: Body, old: Body | None, offered: Offered) -> list[str]:
 
 def referenced_apps(body: Body) -> set[str]:
     """The App names whose block types :func:`refusals` may ask ``offered`` about."""
-    spec = body.get("spec") or {}
+    spec = spec_of(body)
     if body.get("kind") == "Block":
         return {str(spec["app"])} if spec.get("app") else set()
     if body.get("kind") != "Workflow":
@@ -101,7 +101,7 @@ def _block_errors(spec: Body, old_spec: Body | None, namespace: str, offered: Of
 
 def _workflow_errors(body: Body, old: Body | None, offered: Offered) -> list[str]:
     try:
-        spec = WorkflowSpec.model_validate(body.get("spec") or {})
+        spec = WorkflowSpec.model_validate(spec_of(body))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Any
 
 from controller.api.kinds import ALL_KINDS, GROUP, VERSION
+from controller.kube.objects import Body
 from controller.kube.rest import JSON_PATCH, MERGE_PATCH, KubeApiError, RestClient
 from controller.logs import get_logger
 
@@ -19,7 +19,7 @@ FINALIZER = "blockflow.dev/lifecycle"
 COMPONENT = "blockflow-controller"
 log = get_logger("blockflow.kubeapi")
 
-Body = dict[str, Any]
+
 _PLURALS = {info.kind: info.plural for info in ALL_KINDS}
 
 

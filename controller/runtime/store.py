@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Protocol
 
-from controller.kube.objects import Body, Key
+from controller.kube.objects import Body, Key, spec_of
 from controller.lifecycle.signals import SignalRefError, find_refs
 
 
@@ -72,7 +72,7 @@ class Store:
 
     def _index_block(self, key: Key, body: Body, previous: Body | None) -> None:
         self._unindex_block(key, previous)
-        spec = body.get("spec") or {}
+        spec = spec_of(body)
         try:
             refs = find_refs(spec.get("config") or {}, key.namespace)
         except SignalRefError:
@@ -90,7 +90,7 @@ class Store:
             if not self._referrers[target]:
                 del self._referrers[target]
         if previous is not None:
-            app = (previous.get("spec") or {}).get("app")
+            app = spec_of(previous).get("app")
             if app:
                 self._blocks_of_app[(key.namespace, app)].discard(key)
 

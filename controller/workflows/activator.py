@@ -37,7 +37,7 @@ from controller.handlers.protocol import (
     SyncReply,
 )
 from controller.handlers.transport import HandlerError, Transport
-from controller.kube.objects import Body
+from controller.kube.objects import Body, spec_of, status_of
 from controller.runtime.calls import timed_call
 from controller.runtime.handlers import AppHandle
 from controller.server.tokens import derived_token, token_hash
@@ -85,7 +85,7 @@ def activation_id(workflow_uid: str, version: int) -> str:
 
 
 def wanted_state(body: Body) -> WorkflowState:
-    return WorkflowState((body.get("spec") or {}).get("state") or WorkflowState.DRAFT)
+    return WorkflowState(spec_of(body).get("state") or WorkflowState.DRAFT)
 
 
 def drain_request(body: Body) -> str | None:
@@ -151,7 +151,7 @@ class WorkflowActivator:
     # -- sync: activate --------------------------------------------------------------------
 
     async def _sync(self, current_signals: dict[str, Any]) -> ActivationSyncReply:
-        meta, status = self.body["metadata"], self.body.get("status") or {}
+        meta, status = self.body["metadata"], status_of(self.body)
         namespace, uid = meta["namespace"], meta["uid"]
         version = int(meta.get("generation", 1))
         wanted = wanted_state(self.body)
@@ -159,7 +159,7 @@ class WorkflowActivator:
         refused = state_change_error(phase, wanted)
         if refused:
             return self._sync_reply(new_status="failed", custom_status_description=refused)
-        spec = WorkflowSpec.model_validate(self.body.get("spec") or {})
+        spec = WorkflowSpec.model_validate(spec_of(self.body))
         errors = await self._activation_errors(namespace, spec)
         if errors:
             text = "; ".join(errors)
@@ -200,7 +200,7 @@ class WorkflowActivator:
             "version": version,
             "activatedAt": self.now().isoformat(),
             "tokenHash": token_hash(token) if token else None,
-            "spec": self.body.get("spec") or {},
+            "spec": spec_of(self.body),
         }
         signals[TRIGGER_URL_SIGNAL] = url
         await self.on_activated(self.body, version)
@@ -256,7 +256,7 @@ class WorkflowActivator:
     # -- drain: deactivate -------------------------------------------------------------------
 
     async def _drain(self) -> ActivationDrainReply:
-        status = self.body.get("status") or {}
+        status = status_of(self.body)
         activation = status.get("activation") or {}
         reason = "deleted" if self.body["metadata"].get("deletionTimestamp") else None
         if activation.get("version") is not None:
@@ -276,7 +276,7 @@ class WorkflowActivator:
 
     async def _deactivate(self, activation: Body) -> str:
         """Deactivate an activated version (only trigger blocks have anything to undo)."""
-        old = WorkflowSpec.model_validate(activation.get("spec") or {})
+        old = WorkflowSpec.model_validate(spec_of(activation))
         if old.trigger is None or old.trigger.block is None:
             return ""
         block = old.trigger.block

@@ -28,7 +28,7 @@ from controller.handlers.protocol import (
 )
 from controller.handlers.transport import HandlerError
 from controller.kube.api import KubeApi
-from controller.kube.objects import Body, Key
+from controller.kube.objects import Body, Key, spec_of, status_of
 from controller.logs import get_logger
 from controller.runtime.calls import timed_call
 from controller.runtime.store import Cache
@@ -100,10 +100,10 @@ class HttpBackend:
         if not is_active(workflow):
             metrics.EVENTS_RECEIVED.labels("ignored").inc()
             await self.triggers.count_ignored(key)
-            phase = (workflow.get("status") or {}).get("phase") or "Draft"
+            phase = status_of(workflow).get("phase") or "Draft"
             return Reply(202, {"ignored": True, "reason": f"workflow {key.name} is {phase}"})
-        activation = (workflow.get("status") or {}).get("activation") or {}
-        spec = WorkflowSpec.model_validate(activation.get("spec") or {})
+        activation = status_of(workflow).get("activation") or {}
+        spec = WorkflowSpec.model_validate(spec_of(activation))
         assert spec.trigger is not None
         if spec.trigger.webhook is not None and version is None:
             return await self._webhook(workflow, spec, request)
@@ -151,7 +151,7 @@ class HttpBackend:
     async def _block_trigger(
         self, workflow: Body, request: IncomingRequest, version: int | None, activation: Body
     ) -> Reply:
-        spec = WorkflowSpec.model_validate(activation.get("spec") or {})
+        spec = WorkflowSpec.model_validate(spec_of(activation))
         assert spec.trigger is not None and spec.trigger.block is not None
         block = spec.trigger.block
         meta = workflow["metadata"]
@@ -272,7 +272,7 @@ class HttpBackend:
         body = self.cache.get(key)
         if body is None:
             return problem(404, f"{entity_kind} {namespace}/{name} not found")
-        app_name = name if entity_kind == "App" else str((body.get("spec") or {}).get("app"))
+        app_name = name if entity_kind == "App" else str(spec_of(body).get("app"))
         app = self.cache.get(Key("App", namespace, app_name))
         http = (((app or {}).get("spec") or {}).get("handler") or {}).get("http") or {}
         ref = http.get("secretRef")

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from controller.api.workflow import ConcurrencyPolicy, WorkflowSpec
 from controller.api.workflowrun import RunState
 from controller.kube.api import KubeApi
-from controller.kube.objects import Body, Key, status_of
+from controller.kube.objects import Body, Key, spec_of, status_of
 from controller.logs import get_logger
 from controller.runtime.controller import DONE, KeyedController, Outcome
 from controller.workflows.naming import run_name
@@ -66,7 +66,7 @@ class Scheduler:
             return DONE
         status = status_of(body)
         activation = status.get("activation") or {}
-        spec = WorkflowSpec.model_validate(activation.get("spec") or {})
+        spec = WorkflowSpec.model_validate(spec_of(activation))
         if spec.trigger is None or spec.trigger.schedule is None:
             return DONE
         schedule = spec.trigger.schedule

@@ -18,7 +18,7 @@ from typing import Any
 from controller import metrics
 from controller.api.workflow import WorkflowState
 from controller.kube.api import KubeApi
-from controller.kube.objects import Body, Key, status_of
+from controller.kube.objects import Body, Key, spec_of, status_of
 from controller.kube.rest import KubeApiError
 from controller.logs import get_logger
 from controller.runtime.store import Cache
@@ -75,7 +75,7 @@ class Triggers:
         if event_type == "DELETED":
             self._locks.pop(key, None)
             return
-        trigger = (body.get("spec") or {}).get("trigger") or {}
+        trigger = spec_of(body).get("trigger") or {}
         subscription: tuple[str, str] | None = None
         if trigger.get("event"):
             subscription = (key.namespace, str(trigger["event"]))
@@ -86,7 +86,7 @@ class Triggers:
             self.routes[digest] = (key, None)
             hashes.append(digest)
         activation = status_of(body).get("activation") or {}
-        activated_trigger = (activation.get("spec") or {}).get("trigger") or {}
+        activated_trigger = spec_of(activation).get("trigger") or {}
         if activation.get("tokenHash") and activated_trigger.get("block") is not None:
             self.routes[activation["tokenHash"]] = (key, activation.get("version"))
             hashes.append(activation["tokenHash"])
