@@ -1,9 +1,11 @@
 """What a run's steps see and what `kubectl` sees of a run, from plain values.
 
+- :func:`step_entity`, :func:`call_metadata` — what a step block is called with;
 - :func:`cel_context` — the variables of `${{ … }}` expressions: the triggering `event`,
   earlier `steps.<name>.{id,data,state,error}`, the `workflow` and the `run`;
 - :func:`run_conditions` — kstatus conditions for a run's state;
-- :func:`unobserved` — whether a run's spec changed since the controller last wrote it.
+- :func:`unobserved` — whether a run's spec changed since the controller last wrote it;
+- :func:`find_step`, :func:`find_record` — a step of the snapshot, and its record.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from controller.api.common import Condition, LifecycleState
-from controller.api.workflowrun import RunState, StepState, WorkflowRunStatus
+from controller.api.workflow import Step, WorkflowSpec
+from controller.api.workflowrun import RunState, StepRecord, StepState, WorkflowRunStatus
+from controller.handlers.protocol import CallMetadata, EntityInput
 from controller.kube.objects import Body, generation, spec_of, status_of, workflow_ref
 from controller.lifecycle.conditions import conditions_for
 from controller.workflows import executor
+from controller.workflows.activator import TokenKeys
 
 
 def cel_context(body: Body, status: WorkflowRunStatus) -> dict[str, Any]:
@@ -41,6 +46,31 @@ def cel_context(body: Body, status: WorkflowRunStatus) -> dict[str, Any]:
         },
         "run": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
     }
+
+
+def step_entity(
+    body: Body, status: WorkflowRunStatus, step: Step, with_: dict[str, Any], workflow_uid: str
+) -> EntityInput:
+    """The entity a step block is called with: the workflow, at the run's version."""
+    return EntityInput(
+        kind="Workflow",
+        name=workflow_ref(body),
+        namespace=body["metadata"]["namespace"],
+        uid=workflow_uid,
+        generation=status.workflow_version or 1,
+        type=step.uses.type,
+        config=with_,
+    )
+
+
+def call_metadata(record: StepRecord, tokens: TokenKeys) -> CallMetadata:
+    """A step call's attempt, idempotency key and finish-callback URL."""
+    execution = record.unique_execution_id or ""
+    return CallMetadata(
+        attempt=max(1, record.attempts),
+        unique_execution_id=execution,
+        finish_callback_url=tokens.url("callbacks", tokens.callback(execution)),
+    )
 
 
 _RUN_LIFECYCLE = {
@@ -81,3 +111,14 @@ def unobserved(body: Body) -> bool:
     (runs written before it was recorded have none: nothing to acknowledge)."""
     observed = status_of(body).get("observedGeneration")
     return observed is not None and observed != generation(body)
+
+
+def find_step(spec: WorkflowSpec, name: str) -> Step:
+    if name.startswith(executor.FALLBACK_PREFIX):
+        bare = name[len(executor.FALLBACK_PREFIX) :]
+        return next(s for s in spec.fallback if s.name == bare)
+    return next(s for s in spec.steps if s.name == name)
+
+
+def find_record(status: WorkflowRunStatus, name: str) -> StepRecord:
+    return next(r for r in status.steps if r.name == name)

@@ -20,9 +20,9 @@ from controller.runtime.calls import timed_call
 from controller.server.tokens import token_hash
 from controller.workflows import executor
 from controller.workflows.builtin_steps import HookDelivery
-from controller.workflows.run_context import cel_context
+from controller.workflows.run_context import cel_context, find_record, find_step
 from controller.workflows.run_index import FINAL_STATES
-from controller.workflows.runs import Conflict, RunRuntime, find_record, find_step
+from controller.workflows.runs import Conflict, RunRuntime
 from controller.workflows.templating import TemplateError, render
 
 

@@ -51,7 +51,15 @@ from controller.workflows.activator import Apps, TokenKeys
 from controller.workflows.admission import Verdict
 from controller.workflows.builtin_steps import Builtins, StepCall, Wait
 from controller.workflows.executor import Kind, StepReply
-from controller.workflows.run_context import cel_context, run_conditions, unobserved
+from controller.workflows.run_context import (
+    call_metadata,
+    cel_context,
+    find_record,
+    find_step,
+    run_conditions,
+    step_entity,
+    unobserved,
+)
 from controller.workflows.run_index import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -322,26 +330,13 @@ class RunRuntime:
         self, body: Body, status: WorkflowRunStatus, step: Step, with_: dict[str, Any]
     ) -> EntityInput:
         """The step's entity as a step block sees it: the workflow, at the run's version."""
-        ref = workflow_ref(body)
-        namespace = body["metadata"]["namespace"]
-        workflow = self.workflows.get(Key("Workflow", namespace, ref))
-        return EntityInput(
-            kind="Workflow",
-            name=ref,
-            namespace=namespace,
-            uid=(workflow or {}).get("metadata", {}).get("uid", ""),
-            generation=status.workflow_version or 1,
-            type=step.uses.type,
-            config=with_,
-        )
+        ref = Key("Workflow", body["metadata"]["namespace"], workflow_ref(body))
+        workflow = self.workflows.get(ref)
+        uid = (workflow or {}).get("metadata", {}).get("uid", "")
+        return step_entity(body, status, step, with_, uid)
 
     def metadata(self, record: StepRecord) -> CallMetadata:
-        execution = record.unique_execution_id or ""
-        return CallMetadata(
-            attempt=max(1, record.attempts),
-            unique_execution_id=execution,
-            finish_callback_url=self.tokens.url("callbacks", self.tokens.callback(execution)),
-        )
+        return call_metadata(record, self.tokens)
 
     # -- admission -----------------------------------------------------------------------
 
@@ -496,17 +491,6 @@ class RunRuntime:
         for key in doomed:
             await self.api.delete("WorkflowRun", key.namespace, key.name)
             self.index.drop(key)
-
-
-def find_step(spec: WorkflowSpec, name: str) -> Step:
-    if name.startswith(executor.FALLBACK_PREFIX):
-        bare = name[len(executor.FALLBACK_PREFIX) :]
-        return next(s for s in spec.fallback if s.name == bare)
-    return next(s for s in spec.steps if s.name == name)
-
-
-def find_record(status: WorkflowRunStatus, name: str) -> StepRecord:
-    return next(r for r in status.steps if r.name == name)
 
 
 __all__ = ["ACTIVE_STATES", "FINAL_STATES", "RunRuntime"]
