@@ -149,8 +149,10 @@ def test_a_crash_after_every_write_of_a_run_loses_nothing(
         assert crashes < 40, "the run never completed"
     # One crash per durable write: admitted + first called, first recorded + second called,
     # second recorded + pay called, pay deferred, pay finished by its callback, third called,
-    # third recorded + nap waiting, finished.
-    assert crashes >= 7
+    # third recorded + nap called, nap waiting, finished. A restart slower than a time-based
+    # wait (the 1 s nap, a retry's backoff) finds it over and goes on without that write, so
+    # on a loaded machine a few of these merge; at least five crashes always remain.
+    assert crashes >= 5
     done = assert_exactly_once(kubectl, namespace, name, service)
     assert all(step(done, s)["attempts"] == 1 for s in (*HTTP_STEPS, "pay", "nap"))
 
