@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from controller.api.kinds import ALL_KINDS, GROUP, VERSION
 from controller.kube.objects import Body
-from controller.kube.rest import JSON_PATCH, MERGE_PATCH, KubeApiError, RestClient
+from controller.kube.rest import JSON_PATCH, MERGE_PATCH, KubeApiError, Requester
 from controller.logs import get_logger
 
 FINALIZER = "blockflow.dev/lifecycle"
@@ -32,7 +32,7 @@ def _secret_path(namespace: str, name: str = "") -> str:
 
 
 class KubeApi:
-    def __init__(self, client: RestClient) -> None:
+    def __init__(self, client: Requester) -> None:
         self.client = client
         self.writes = 0  # counted for the benchmark's "API writes per reconcile"
 

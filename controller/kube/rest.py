@@ -17,7 +17,7 @@ import os
 import ssl
 import tempfile
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import kopf
@@ -73,6 +73,20 @@ def _headers(info: kopf.ConnectionInfo) -> dict[str, str]:
         basic = base64.b64encode(f"{info.username}:{info.password}".encode()).decode()
         headers["Authorization"] = f"Basic {basic}"
     return headers
+
+
+class Requester(Protocol):
+    """What rooms above need of a client: one JSON request (RestClient, or a test's fake)."""
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = ...,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]: ...
 
 
 class RestClient:

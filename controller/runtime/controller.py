@@ -138,6 +138,10 @@ class KeyedController(Generic[K]):
         """Consecutive failures of a key (0 when its last reconcile succeeded)."""
         return self._failures.get(key, 0)
 
+    def failing(self) -> int:
+        """Keys whose last reconcile failed (each waiting for its retry)."""
+        return len(self._failures)
+
     async def _process(self, key: K) -> None:
         self.processed += 1
         kind = str(getattr(key, "kind", self.name))

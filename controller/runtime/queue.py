@@ -82,6 +82,10 @@ class WorkQueue(Generic[K]):
     def pending_delays(self) -> int:
         return len(self._due)
 
+    def idle(self) -> bool:
+        """Nothing queued or being processed (delayed keys do not count)."""
+        return not self._queued and not self._active
+
     async def wait_idle(self) -> None:
         """Until nothing is queued or being processed (delayed keys do not count)."""
         await self._idle.wait()

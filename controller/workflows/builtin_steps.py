@@ -22,7 +22,7 @@ import aiohttp
 from controller.api.workflow import Step
 from controller.api.workflowrun import StepRecord
 from controller.handlers.protocol import ErrorReply, ExitReply, OutcomeReply
-from controller.kube.rest import KubeApiError, RestClient
+from controller.kube.rest import KubeApiError, Requester
 from controller.server.tokens import token_hash
 from controller.workflows.templating import TemplateError, evaluate
 
@@ -72,7 +72,7 @@ def _bad(call: StepCall, field: str, fix: str) -> ErrorReply:
 
 
 class Builtins:
-    def __init__(self, kube: RestClient, http: aiohttp.ClientSession, publish: Publish) -> None:
+    def __init__(self, kube: Requester, http: aiohttp.ClientSession, publish: Publish) -> None:
         self.kube = kube
         self.http = http
         self.publish = publish

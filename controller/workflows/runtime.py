@@ -21,13 +21,14 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 
 from controller.handlers.protocol import HttpReply, HttpRequestData
 from controller.kube.api import KubeApi
 from controller.kube.objects import Body, Key
-from controller.kube.rest import RestClient
+from controller.kube.rest import Requester
 from controller.logs import get_logger
 from controller.runtime.events import EventPoster
 from controller.runtime.handlers import HandlerResolver
@@ -57,7 +58,7 @@ class WorkflowRuntime:
         transitions: Transitions,
         tokens: TokenKeys,
         http: aiohttp.ClientSession,
-        kube: RestClient,
+        kube: Requester,
         request_sync: Callable[[Key], None],
         app_endpoint: Callable[[str, str, HttpRequestData], Awaitable[HttpReply]],
         events_namespace: str = "default",
@@ -159,12 +160,16 @@ class WorkflowRuntime:
         self._ready = True
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._background]:
+        for task in [*self._tasks, *self.background()]:
             task.cancel()
-        for task in [*self._tasks, *self._background]:
+        for task in [*self._tasks, *self.background()]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+
+    def background(self) -> list[asyncio.Task[Any]]:
+        """Work started in the background and not finished yet (phase updates, events)."""
+        return [*self._background, *self.triggers.publishing]
 
     def readiness(self) -> tuple[bool, str]:
         if self._ready or self.standby_ready:

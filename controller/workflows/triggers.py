@@ -65,6 +65,8 @@ class Triggers:
         self._indexed: dict[Key, tuple[tuple[str, str] | None, tuple[str, ...]]] = {}
         #: One run creation at a time per workflow (dedupe keys are checked, then written).
         self._locks: dict[Key, asyncio.Lock] = {}
+        #: Events of lifecycle transitions being published in the background.
+        self.publishing: set[asyncio.Task[int]] = set()
 
     # -- the index ---------------------------------------------------------------------------
 
@@ -135,7 +137,8 @@ class Triggers:
         task = asyncio.create_task(
             self.publish(meta["namespace"], f"{key.kind}.{new}", source, event_id, data)
         )
-        task.add_done_callback(_log_failure)
+        self.publishing.add(task)
+        task.add_done_callback(self._published)
 
     async def activated(self, body: Body, version: int) -> None:
         meta = body["metadata"]
@@ -229,7 +232,7 @@ class Triggers:
             metrics.RUNS_STARTED.labels(trigger).inc()
             return str(created["metadata"]["name"])
 
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("publishing an event failed", error=str(task.exception()))
+    def _published(self, task: asyncio.Task[int]) -> None:
+        self.publishing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("publishing an event failed", error=str(task.exception()))

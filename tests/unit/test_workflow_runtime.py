@@ -1,0 +1,141 @@
+"""The workflow engine against the in-memory API: activation, triggers, runs, counters, hooks.
+
+Runs here use built-in steps only (sleep, hook, emit), so everything but the API server is
+real: the activator through the lifecycle runtime, the trigger index, the run driver,
+the one writer of a Workflow's counters and phase, the HTTP backend.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from controller.server.backend import IncomingRequest, Reply
+from tests.support.runtimes import TOKENS, Runtimes, running
+
+NAP = {"name": "nap", "uses": {"type": "sleep"}, "with": {"seconds": 0}}
+
+
+def workflow(trigger: dict[str, Any], steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"state": "Active", "trigger": trigger, "steps": steps, **extra}
+
+
+def post(body: Any = None, bearer: str | None = None) -> IncomingRequest:
+    headers = {"Content-Type": "application/json"}
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    return IncomingRequest(
+        method="POST",
+        path="/",
+        headers=headers,
+        query={},
+        body=json.dumps(body).encode() if body is not None else b"",
+        content_type="application/json",
+    )
+
+
+async def active(rt: Runtimes, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    body = await rt.apply("Workflow", name, spec)
+    await rt.settle()
+    body = await rt.get("Workflow", name)
+    assert body["status"]["phase"] == "Activated", body["status"]
+    return body
+
+
+async def webhook(rt: Runtimes, body: dict[str, Any], payload: Any = None) -> Reply:
+    token = TOKENS.webhook(body["metadata"]["uid"])
+    return await rt.workflows.backend.trigger(token, post(payload if payload else {"n": 1}))
+
+
+async def test_a_webhook_run_completes_and_is_counted_once() -> None:
+    async with running() as rt:
+        wf = await active(rt, "wf", workflow({"webhook": {}}, [NAP, {**NAP, "name": "again"}]))
+        assert wf["status"]["activation"]["version"] == 1
+        reply = await webhook(rt, wf)
+        assert reply.status == 202
+        await rt.settle()
+        run = await rt.get("WorkflowRun", reply.body["run"])
+        assert run["status"]["state"] == "completed"
+        assert [s["state"] for s in run["status"]["steps"]] == ["completed", "completed"]
+        counted = (await rt.get("Workflow", "wf"))["status"]
+        assert (counted["runCount"], counted["successCount"]) == (1, 1)
+        assert counted["phase"] == "Activated"
+
+
+async def test_a_draft_workflow_ignores_its_webhook_and_counts_it() -> None:
+    async with running() as rt:
+        wf = await active(rt, "wf", workflow({"webhook": {}}, [NAP]))
+        drafted = await rt.api.patch_spec("Workflow", "ns", "wf", {"spec": {"state": "Draft"}})
+        rt.observe(drafted, "MODIFIED")
+        await rt.settle()
+        assert (await rt.get("Workflow", "wf"))["status"]["phase"] == "Draft"
+        reply = await webhook(rt, wf)
+        assert (reply.status, reply.body["ignored"]) == (202, True)
+        assert (await rt.get("Workflow", "wf"))["status"]["ignoredCount"] == 1
+        assert rt.kube.objects("workflowruns") == []
+
+
+async def test_concurrency_skip_terminates_the_run_over_the_limit() -> None:
+    hold = {"name": "hold", "uses": {"type": "hook"}, "with": {"token": "t-${{ event.body.n }}"}}
+    spec = workflow({"webhook": {}}, [hold], concurrency={"max": 1, "policy": "Skip"})
+    async with running() as rt:
+        wf = await active(rt, "wf", spec)
+        first = await webhook(rt, wf, {"n": 1})
+        await rt.settle()
+        second = await webhook(rt, wf, {"n": 2})
+        await rt.settle()
+        assert (await rt.get("WorkflowRun", first.body["run"]))["status"]["state"] == "waiting"
+        skipped = (await rt.get("WorkflowRun", second.body["run"]))["status"]
+        assert skipped["state"] == "terminated"
+        assert "concurrency.max 1, policy Skip" in skipped["error"]["message"]
+
+
+async def test_a_hook_resumes_its_waiting_run_with_the_hook_key_only() -> None:
+    hold = {
+        "name": "hold",
+        "uses": {"type": "hook"},
+        "with": {"token": "order-${{ event.body.n }}"},
+    }
+    async with running() as rt:
+        wf = await active(rt, "wf", workflow({"webhook": {}}, [hold]))
+        started = await webhook(rt, wf, {"n": 7})
+        await rt.settle()
+        backend = rt.workflows.backend
+        assert (await backend.hook("order-7", post({"ok": True}))).status == 401
+        assert (await backend.hook("order-7", post({}, bearer="wrong"))).status == 401
+        assert (await backend.hook("order-8", post({}, bearer="x"))).status == 404
+        key = TOKENS.hook_key(wf["metadata"]["uid"])
+        resumed = await backend.hook("order-7", post({"ok": True}, bearer=key))
+        assert resumed.status == 200
+        await rt.settle()
+        run = await rt.get("WorkflowRun", started.body["run"])
+        assert run["status"]["state"] == "completed"
+
+
+async def test_an_emitted_event_starts_the_subscribed_workflow_once() -> None:
+    emit = {"name": "tell", "uses": {"type": "emit"}, "with": {"type": "Order.placed"}}
+    async with running() as rt:
+        source = await active(rt, "source", workflow({"webhook": {}}, [emit]))
+        await active(rt, "listener", workflow({"event": "Order.placed"}, [NAP]))
+        await webhook(rt, source)
+        await rt.settle()
+        listener_runs = [
+            r
+            for r in rt.kube.objects("workflowruns")
+            if r["spec"]["workflowRef"]["name"] == "listener"
+        ]
+        assert len(listener_runs) == 1
+        assert (await rt.get("WorkflowRun", listener_runs[0]["metadata"]["name"]))["status"][
+            "state"
+        ] == "completed"
+
+
+async def test_a_block_becoming_ready_is_an_event_other_workflows_trigger_on() -> None:
+    async with running() as rt:
+        await active(rt, "on-ready", workflow({"event": "Block.ready"}, [NAP]))
+        await rt.apply("App", "a", {"handler": {"python": "scripted"}})
+        await rt.apply("Block", "b", {"app": "a", "type": "scripted", "config": {}})
+        await rt.settle()
+        runs = rt.kube.objects("workflowruns")
+        assert len(runs) == 1
+        assert runs[0]["spec"]["input"]["data"]["name"] == "b"
