@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from controller.api.workflowrun import StepRecord, StepState, WorkflowRunStatus
 from controller.kube.objects import Key
-from controller.workflows.builtin_steps import HookDelivery, HookRejected, deliver_hook
+from controller.workflows.steps import HookDelivery, HookRejected, deliver_hook
 
 if TYPE_CHECKING:
     from controller.api.workflow import Step

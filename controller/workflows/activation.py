@@ -15,6 +15,7 @@ from controller.handlers.protocol import BlockTypeSpec
 from controller.workflows.schedule import CronError, parse_cron
 from controller.workflows.templating import compile_errors
 
+#: The built-in step types (each implemented in controller/workflows/steps/, one file each).
 BUILTIN_STEPS = ("http", "sleep", "hook", "approval", "emit", "kubernetes.job")
 
 #: App name → its handler's block types, or None when there is no such App.

@@ -37,10 +37,10 @@ from controller.server.cloudevents import EventError
 from controller.server.cloudevents import parse as parse_event
 from controller.server.tokens import token_hash
 from controller.workflows.activator import Apps, TokenKeys
-from controller.workflows.builtin_steps import HookRejected, deliver_hook
 from controller.workflows.naming import event_key
 from controller.workflows.run_index import Indexes
 from controller.workflows.run_resume import RunResumer
+from controller.workflows.steps import HookRejected, deliver_hook
 from controller.workflows.triggers import Triggers, is_active
 
 log = get_logger("blockflow.workflows")

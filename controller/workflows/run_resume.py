@@ -19,10 +19,10 @@ from controller.kube.objects import Key, status_of
 from controller.runtime.calls import timed_call
 from controller.server.tokens import token_hash
 from controller.workflows import executor
-from controller.workflows.builtin_steps import HookDelivery
 from controller.workflows.run_context import cel_context, find_record, find_step
 from controller.workflows.run_index import FINAL_STATES
 from controller.workflows.runs import Conflict, RunRuntime
+from controller.workflows.steps import HookDelivery
 from controller.workflows.templating import TemplateError, render
 
 

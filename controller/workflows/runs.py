@@ -49,7 +49,6 @@ from controller.server.tokens import token_hash
 from controller.workflows import admission, counters, executor
 from controller.workflows.activator import Apps, TokenKeys
 from controller.workflows.admission import Verdict
-from controller.workflows.builtin_steps import Builtins, StepCall, Wait
 from controller.workflows.executor import Kind, StepReply
 from controller.workflows.run_context import (
     call_metadata,
@@ -66,6 +65,7 @@ from controller.workflows.run_index import (
     NOT_ADMITTED,
     Indexes,
 )
+from controller.workflows.steps import Builtins, StepCall, Wait
 from controller.workflows.templating import TemplateError, render
 from controller.workflows.workflow_status import WorkflowStatusWriter
 

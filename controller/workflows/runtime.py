@@ -35,12 +35,12 @@ from controller.runtime.handlers import HandlerResolver
 from controller.runtime.store import Cache
 from controller.runtime.transitions import Transition, Transitions
 from controller.workflows.activator import TokenKeys, WorkflowHandlers
-from controller.workflows.builtin_steps import Builtins
 from controller.workflows.http_backend import HttpBackend
 from controller.workflows.run_index import Indexes
 from controller.workflows.run_resume import RunResumer
 from controller.workflows.runs import RunRuntime
 from controller.workflows.scheduler import Scheduler
+from controller.workflows.steps import Builtins
 from controller.workflows.triggers import Triggers
 from controller.workflows.workflow_status import WorkflowStatusWriter
 
