@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from controller.cli_workflows import CliError, _error, _execute
+from controller.cli.common import CliError, _error, _execute
 
 if TYPE_CHECKING:
     from controller.kube.rest import RestClient

@@ -59,7 +59,8 @@ def _cmd_version(_: argparse.Namespace) -> int:
 
 
 def build_parser(prog: str = "blockflow") -> argparse.ArgumentParser:
-    from controller import cli_admission, cli_overview, cli_workflows  # stdlib-only at import
+    # stdlib-only at import
+    from controller.cli import actions, admission, overview, runs, workflows
 
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -85,10 +86,11 @@ def build_parser(prog: str = "blockflow") -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["auto", "json", "console"], default=None)
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_cmd_run)
-    cli_workflows.add_run_verbs(run)
-    cli_workflows.add_workflow_commands(sub)
-    cli_overview.add_overview_commands(sub)
-    cli_admission.add_admission_commands(sub)
+    runs.add_run_verbs(run)
+    workflows.add_workflow_commands(sub)
+    overview.add_overview_commands(sub)
+    actions.add_action_commands(sub)
+    admission.add_admission_commands(sub)
 
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions (or write them to DIR)")
     crds.add_argument("output", nargs="?", type=Path, default=None, metavar="DIR")
