@@ -1,26 +1,19 @@
 """A real, local Kubernetes control plane: etcd + kube-apiserver + kube-controller-manager.
 
-Used by ``hack/control-plane.sh`` (``up|down|env|status``) and by the test
-fixtures.  Standard library only, so it runs before the project's virtualenv
-exists.  Everything listens on 127.0.0.1 on free ports; all state (certs,
-tokens, kubeconfig, logs, pids) lives in one directory, so two checkouts on one
-machine get two independent control planes.
-
-Binaries come from, in order: ``$KUBEBUILDER_ASSETS``, ``$PATH``, the cached
-build (``~/.cache/blockflow/control-plane/<version>/bin``), or a fresh build
-from Debian's source package (``hack/build-control-plane.sh``).
+Used by ``hack/control-plane.sh`` (``up|down|env|status``, see :mod:`.control_plane_cli`) and
+by the test fixtures. Standard library only, so it runs before the project's virtualenv
+exists. Everything listens on 127.0.0.1 on free ports; all state (certs, tokens,
+kubeconfig, logs, pids) lives in one directory, so two checkouts on one machine get two
+independent control planes. Binaries: :mod:`.toolchain`.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hashlib
 import json
 import os
 import secrets
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -43,110 +36,20 @@ from controller.testing.node import (
     node_ready,
 )
 from controller.testing.node_network import GATEWAY, NodeError, free_port
-
-K8S_VERSION = os.environ.get("BLOCKFLOW_K8S_VERSION", "1.20.2")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STATE_DIR = REPO_ROOT / ".local" / "control-plane"
-BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
-DEFAULT_CONTROLLERS = "garbagecollector,namespace,serviceaccount"
-SERVICE_CIDR, SERVICE_IP = "10.0.0.0/24", "10.0.0.1"
-ADMIN_USER = "blockflow-admin"
-NON_ADMIN_USER = "blockflow-user"
-READY_TIMEOUT = float(os.environ.get("BLOCKFLOW_CONTROL_PLANE_TIMEOUT", "90"))
-
-
-class ControlPlaneError(RuntimeError):
-    """The control plane cannot be started; the message says what to do."""
-
-
-def cache_root() -> Path:
-    explicit = os.environ.get("BLOCKFLOW_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "blockflow"
-
-
-def cached_bin_dir() -> Path:
-    return cache_root() / "control-plane" / K8S_VERSION / "bin"
-
-
-def _find_binary(name: str) -> Path | None:
-    assets = os.environ.get("KUBEBUILDER_ASSETS")
-    if assets and (Path(assets) / name).is_file():
-        return Path(assets) / name
-    on_path = shutil.which(name)
-    if on_path:
-        return Path(on_path)
-    cached = cached_bin_dir() / name
-    return cached if cached.is_file() else None
-
-
-@dataclass(frozen=True)
-class Binaries:
-    etcd: Path
-    kube_apiserver: Path
-    kube_controller_manager: Path
-    kubectl: Path
-
-
-NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy", "pause")
-
-
-def resolve_node_binaries(*, build: bool = True) -> dict[str, str]:
-    """kubelet, kube-scheduler, kube-proxy and pause, built from the same tree when missing."""
-    found = {name: _find_binary(name) for name in NODE_BINARIES}
-    if any(path is None for path in found.values()) and build:
-        _build_from_source("--node")
-        found = {name: _find_binary(name) for name in NODE_BINARIES}
-    missing = [name for name, path in found.items() if path is None]
-    if missing:
-        raise ControlPlaneError(f"{', '.join(missing)} not found; look in {cached_bin_dir()}.")
-    return {name: str(path) for name, path in found.items()}
-
-
-def resolve_binaries(*, build: bool = True) -> Binaries:
-    """Find the four binaries, building the Kubernetes ones from source when needed."""
-    etcd = _find_binary("etcd")
-    if etcd is None:
-        raise ControlPlaneError(
-            "etcd not found. Install it (Debian/Ubuntu: `apt-get install etcd-server`, or run "
-            "`hack/install-deps.sh` as root), or set KUBEBUILDER_ASSETS to envtest's binaries."
-        )
-    wanted = ("kube-apiserver", "kube-controller-manager")
-    found = {name: _find_binary(name) for name in wanted}
-    if any(path is None for path in found.values()):
-        if not build:
-            missing = ", ".join(n for n, p in found.items() if p is None)
-            raise ControlPlaneError(f"{missing} not found and building is disabled.")
-        _build_from_source()
-        found = {name: _find_binary(name) for name in wanted}
-    apiserver, kcm = found["kube-apiserver"], found["kube-controller-manager"]
-    if apiserver is None or kcm is None:
-        raise ControlPlaneError(
-            f"kube-apiserver or kube-controller-manager still missing after the build; "
-            f"look in {cached_bin_dir()}."
-        )
-    # Prefer the kubectl built beside the API server: same version, no skew surprises.
-    kubectl = apiserver.parent / "kubectl"
-    if not kubectl.is_file():
-        kubectl = Path(shutil.which("kubectl") or cached_bin_dir() / "kubectl")
-    return Binaries(etcd, apiserver, kcm, kubectl)
-
-
-def _build_from_source(*flags: str) -> None:
-    what = "the node's binaries" if flags else "kube-apiserver/kube-controller-manager"
-    print(
-        f"[control-plane] building {what} into {cached_bin_dir()} (one-off, minutes)",
-        file=sys.stderr,
-    )
-    result = subprocess.run(["bash", str(BUILD_SCRIPT), *flags], check=False)
-    if result.returncode != 0:
-        raise ControlPlaneError(
-            "building the control plane failed (see the output above). Either install envtest's "
-            "binaries and set KUBEBUILDER_ASSETS, or install the build prerequisites with "
-            "`sudo hack/install-deps.sh` and run `hack/control-plane.sh up` again."
-        )
+from controller.testing.processes import _http_ok, _pid_alive, _stop_process, _tail, _wait_for
+from controller.testing.toolchain import (
+    ADMIN_USER,
+    DEFAULT_CONTROLLERS,
+    DEFAULT_STATE_DIR,
+    NON_ADMIN_USER,
+    REPO_ROOT,
+    SERVICE_CIDR,
+    SERVICE_IP,
+    Binaries,
+    ControlPlaneError,
+    resolve_binaries,
+    resolve_node_binaries,
+)
 
 
 def _env_port(name: str) -> int:
@@ -558,149 +461,7 @@ class ControlPlane:
         os.replace(tmp, path)
 
 
-# -- process helpers -------------------------------------------------------------------------
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child (only when we are its parent) counts as dead.
-    with contextlib.suppress(ChildProcessError, OSError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
-
-
-def _stop_process(pid: int, timeout: float = 15.0) -> bool:
-    if not _pid_alive(pid):
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    return True
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
-
-
-def _wait_for(check: object, what: str, log: Path) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise ControlPlaneError(
-        f"{what} was not ready after {READY_TIMEOUT:.0f}s; last log lines:\n{_tail(log)}"
-    )
-
-
-# -- command line ----------------------------------------------------------------------------
-
-
-def _usage_hint(plane: ControlPlane) -> str:
-    return (
-        f"kubeconfig: {plane.kubeconfig}\n"
-        f'  eval "$(hack/control-plane.sh env)"   # then: kubectl get blockflow -A\n'
-        f"  hack/control-plane.sh status | down"
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hack/control-plane.sh",
-        description="Local Kubernetes control plane (etcd + kube-apiserver + controller manager).",
-    )
-    parser.add_argument("verb", choices=["up", "down", "env", "status", "token", "load-image"])
-    parser.add_argument("archive", nargs="?", type=Path, help="load-image: an image archive")
-    parser.add_argument("--dir", type=Path, default=None, help="state directory")
-    parser.add_argument(
-        "--node",
-        action="store_true",
-        help="up: also a node that runs Pods (containerd, kubelet, scheduler, kube-proxy, DNS)",
-    )
-    parser.add_argument(
-        "--user",
-        action="store_true",
-        help=f"token: the non-admin user's ({NON_ADMIN_USER}) instead of the admin's",
-    )
-    args = parser.parse_args(argv)
-    plane = ControlPlane(args.dir)
-    try:
-        if args.verb == "up":
-            started = time.monotonic()
-            started_state, fresh = plane.up(node=args.node)
-            verb = f"started in {time.monotonic() - started:.1f}s" if fresh else "already running"
-            print(f"control plane {verb}: {started_state.server}", file=sys.stderr)
-            print(_usage_hint(plane), file=sys.stderr)
-            return 0
-        if args.verb == "load-image":
-            if args.archive is None:
-                parser.error("load-image needs the path of an image archive")
-            plane.load_image(args.archive)
-            print(f"loaded {args.archive} into the node", file=sys.stderr)
-            return 0
-        if args.verb == "down":
-            stopped = plane.down()
-            print(
-                "control plane stopped" if stopped else "control plane was not running",
-                file=sys.stderr,
-            )
-            return 0
-        if args.verb == "env":
-            if not plane.is_running():
-                print("# control plane is not running: hack/control-plane.sh up", file=sys.stderr)
-                return 1
-            print(f"export KUBECONFIG={plane.kubeconfig}")
-            state = plane.load_state()
-            kubectl = Path(state.binaries.get("kubectl", "")) if state else None
-            if kubectl and kubectl.is_file():
-                # The kubectl built beside the API server: same version, no skew warnings.
-                print(f'export PATH="{kubectl.parent}:$PATH"')
-            return 0
-        state = plane.load_state()
-        if args.verb == "token":
-            # A bearer token for the controller's web page (or curl): the admin's by default.
-            if state is None or not plane.is_running(state):
-                print("# control plane is not running: hack/control-plane.sh up", file=sys.stderr)
-                return 1
-            print(state.user_token if args.user else state.admin_token)
-            return 0
-        if state is None or not plane.is_running(state):
-            print("control plane: stopped")
-            return 3
-        print(f"control plane: running at {state.server}" + (" with a node" if state.node else ""))
-        for name, pid in state.pids.items():
-            print(f"  {name}: pid {pid}")
-        print(_usage_hint(plane))
-        return 0
-    except (ControlPlaneError, NodeError) as exc:
-        print(f"[control-plane] ERROR: {exc}", file=sys.stderr)
-        return 1
-
-
 if __name__ == "__main__":
+    from controller.testing.control_plane_cli import main
+
     raise SystemExit(main())

@@ -7,11 +7,12 @@ every page and action authenticated with a Kubernetes bearer token (TokenReview)
 authorized for that person (SubjectAccessReview). See docs/operations.md, "The web page".
 
 - :mod:`controller.ui.views` — what each page shows (pure, from API objects);
-- :mod:`controller.ui.pages` — the HTML (pure, escaped by construction, :mod:`.html`);
+- :mod:`controller.ui.frame`, :mod:`controller.ui.pages`, :mod:`controller.ui.run_page` — the
+  HTML (pure, escaped by construction, :mod:`.html`);
 - :mod:`controller.ui.auth` — TokenReview / SubjectAccessReview, cached; CSRF tokens;
 - :mod:`controller.ui.live` — the change feed the controller's watches fill;
 - :mod:`controller.ui.approvals` — Approve / Reject through the hook path, in process;
-- :mod:`controller.ui.web` — the aiohttp routes.
+- :mod:`controller.ui.sessions` — sign-in, cookies, CSRF; :mod:`controller.ui.web` — the routes.
 """
 
 from __future__ import annotations

@@ -14,12 +14,12 @@ import pytest
 
 from controller.kube.rest import KubeApiError
 from controller.times import parse_time
-from controller.ui import pages, views
+from controller.ui import frame, pages, run_page, views
 from controller.ui.assets import CSP, CSS, JS
 from controller.ui.auth import Access, Identity, Reviewer, ReviewUnavailable, csrf_ok, csrf_token
 from controller.ui.html import Safe, el, esc, raw
 from controller.ui.live import ChangeFeed
-from controller.ui.web import _safe_next
+from controller.ui.sessions import _safe_next
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -257,7 +257,7 @@ def test_a_runs_timeline_has_states_attempts_durations_errors_and_decisions() ->
     )
     assert (notify.attempts, notify.error) == (3, "step notify: boom")
     assert view.not_reached == ()  # a finished run has nothing to come
-    html = pages.run_view("ns", view, NOW, csrf="c", may_decide=True, approvals=None)
+    html = run_page.run_view("ns", view, NOW, csrf="c", may_decide=True, approvals=None)
     assert "not shown" not in html  # outcome data never reaches the page
     assert "Step notify: step notify" not in html
 
@@ -274,10 +274,10 @@ def test_a_waiting_approval_offers_decisions_only_to_who_may_decide() -> None:
     view = views.run_view(body, NOW)
     assert [s.awaiting_approval for s in view.steps] == [False, True]
     assert view.not_reached == ("vendor", "notify")  # fallback steps are not "to come"
-    allowed = pages.run_view("ns", view, NOW, csrf="tok", may_decide=True, approvals=1)
+    allowed = run_page.run_view("ns", view, NOW, csrf="tok", may_decide=True, approvals=1)
     assert 'action="/ui/namespaces/ns/runs/r1/approve"' in allowed
     assert 'name="csrf" value="tok"' in allowed and 'name="step" value="review"' in allowed
-    refused = pages.run_view("ns", view, NOW, csrf="tok", may_decide=False, approvals=1)
+    refused = run_page.run_view("ns", view, NOW, csrf="tok", may_decide=False, approvals=1)
     assert "/approve" not in refused and "may not decide" in refused
 
 
@@ -465,5 +465,5 @@ def test_the_csp_allows_exactly_the_inline_style_and_script() -> None:
         assert digest in hashes
     assert "default-src 'none'" in CSP and "frame-ancestors 'none'" in CSP
     assert "unsafe-inline" not in CSP
-    document = pages.document(pages.Frame(title="t"), el("p", "x"))
+    document = frame.document(frame.Frame(title="t"), el("p", "x"))
     assert f"<style>{CSS}</style>" in document and f"<script>{JS}</script>" in document
