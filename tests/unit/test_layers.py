@@ -90,3 +90,16 @@ def test_no_production_code_kills_its_own_process() -> None:
             if needle in text:
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}: {needle}")
     assert offenders == []
+
+
+MAX_LINES = 520
+
+
+def test_no_module_is_a_warehouse() -> None:
+    """One job per file: a module past ~500 lines is doing several (generated code aside)."""
+    long = {
+        str(path.relative_to(PACKAGE.parent)): lines
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "generated.py" and (lines := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}
