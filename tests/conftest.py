@@ -329,8 +329,8 @@ def run_controller(
 
 @pytest.fixture
 def service() -> Iterator[Any]:
-    """A step/trigger handler and effects server on loopback (tests/step_service.py)."""
-    from tests.step_service import StepService
+    """A step/trigger handler and effects server on loopback (tests/support/step_service.py)."""
+    from tests.support.step_service import StepService
 
     server = StepService().start()
     yield server
@@ -339,4 +339,4 @@ def service() -> Iterator[Any]:
 
 # -- PostgreSQL --------------------------------------------------------------------------------
 
-from tests.conftest_pg import postgres  # noqa: E402, F401  (a throwaway server per session)
+from tests.support.pg_fixture import postgres  # noqa: E402, F401  (a throwaway server per session)

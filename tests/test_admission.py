@@ -25,7 +25,7 @@ from tests.conftest import (
     eventually,
     free_port,
 )
-from tests.workflow_helpers import readyz, wait_phase, workflow
+from tests.support.workflow_helpers import readyz, wait_phase, workflow
 
 DENIED = 'admission webhook "validate.blockflow.dev" denied the request: '
 

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import ControllerProcess, Kubectl, eventually
-from tests.oauth_helpers import CLIENT_SECRET, example_manifests, serving_provider
-from tests.threaded_server import ThreadedServer
-from tests.workflow_helpers import readyz
+from tests.support.oauth_helpers import CLIENT_SECRET, example_manifests, serving_provider
+from tests.support.threaded_server import ThreadedServer
+from tests.support.workflow_helpers import readyz
 
 
 @pytest.fixture

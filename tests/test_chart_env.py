@@ -22,7 +22,7 @@ import yaml
 from controller.pki import make_ca, make_serving_cert
 from controller.settings import Settings
 from tests.conftest import ControllerProcess, Kubectl, eventually, free_port
-from tests.workflow_helpers import http, readyz
+from tests.support.workflow_helpers import http, readyz
 
 CHART = Path(__file__).resolve().parents[1] / "charts" / "blockflow"
 UID = 10001

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from tests.conftest import ControllerProcess, Kubectl, eventually
-from tests.workflow_helpers import (
+from tests.support.workflow_helpers import (
     get_run,
     http,
     readyz,

@@ -24,7 +24,7 @@ import yaml
 from controller.handlers.http_transport import SIGNATURE_HEADER, sign
 from controller.runtime.handlers import INFO_TTL
 from tests.conftest import EXAMPLES_DIR, ControllerProcess, Kubectl, blockflow, eventually
-from tests.http_fixtures import HandlerServer, Watch, example, free_port
+from tests.support.http_fixtures import HandlerServer, Watch, example, free_port
 
 StartController = Callable[..., ControllerProcess]
 StartHandler = Callable[..., HandlerServer]

@@ -1,6 +1,6 @@
 """kstatus with the real controller: `kubectl wait --for=condition=Ready` (and `Stalled`)
 works for every Blockflow kind, and what kstatus computes (Flux's `wait: true`;
-tests/kstatus.py) of live objects in every state is what a Flux user expects: settled
+tests/support/kstatus.py) of live objects in every state is what a Flux user expects: settled
 objects Current, real failures Failed, only work in progress InProgress. The Argo CD health
 checks of docs/gitops/ agree on the live objects."""
 
@@ -16,9 +16,9 @@ import pytest
 from aiohttp import web
 
 from controller.handlers.protocol import PROTOCOL_VERSION
-from tests import kstatus
 from tests.conftest import ControllerProcess, Kubectl, blockflow, eventually
-from tests.threaded_server import ThreadedServer
+from tests.support import kstatus
+from tests.support.threaded_server import ThreadedServer
 from tests.unit.test_gitops_health import KSTATUS_OF_HEALTH, health
 
 

@@ -1,5 +1,5 @@
 """The ``postgresql`` integration end to end: the real controller process, the real API server
-and a real PostgreSQL server (``tests/pg.py``); every effect is checked with SQL.
+and a real PostgreSQL server (``tests/support/pg.py``); every effect is checked with SQL.
 
 The manifests are ``examples/postgresql/postgresql.yaml`` itself, with only the server's
 address and the admin Secret's credentials replaced by the throwaway server's; where a test
@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from tests.conftest import EXAMPLES_DIR, ControllerProcess, Kubectl
-from tests.pg import PostgresServer
+from tests.support.pg import PostgresServer
 
 EXAMPLE = EXAMPLES_DIR / "postgresql" / "postgresql.yaml"
 FINALIZER = "blockflow.dev/lifecycle"

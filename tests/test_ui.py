@@ -35,9 +35,9 @@ from tests.conftest import (
     release_finalizers,
     start_controller,
 )
-from tests.oauth_helpers import example_manifests, serving_provider
-from tests.threaded_server import ThreadedServer
-from tests.workflow_helpers import get_run, readyz, step, wait_phase, wait_run, workflow
+from tests.support.oauth_helpers import example_manifests, serving_provider
+from tests.support.threaded_server import ThreadedServer
+from tests.support.workflow_helpers import get_run, readyz, step, wait_phase, wait_run, workflow
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"

@@ -1,6 +1,6 @@
 """Workflows end to end: the real controller, the real API server, real HTTP on loopback.
 
-A step service (tests/step_service.py) plays the App handler (step and trigger blocks)
+A step service (tests/support/step_service.py) plays the App handler (step and trigger blocks)
 and the target of `http` steps, so calls, idempotency keys and effects are counted at a
 real server.
 """
@@ -18,8 +18,8 @@ import pytest
 
 from controller.server.tokens import token_hash
 from tests.conftest import ControllerProcess, Kubectl, eventually
-from tests.step_service import StepService
-from tests.workflow_helpers import (
+from tests.support.step_service import StepService
+from tests.support.workflow_helpers import (
     get_run,
     get_workflow,
     http,

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cluster, ControllerProcess, Kubectl, eventually, free_port
-from tests.step_service import StepService
-from tests.workflow_helpers import (
+from tests.support.step_service import StepService
+from tests.support.workflow_helpers import (
     get_run,
     get_workflow,
     http,

@@ -39,7 +39,7 @@ from tests.node.conftest import (
     python_job,
     toolbox,
 )
-from tests.workflow_helpers import secret_value, step, wait_phase, wait_run, workflow
+from tests.support.workflow_helpers import secret_value, step, wait_phase, wait_run, workflow
 
 LEASE_SECONDS = 5
 

@@ -19,7 +19,7 @@ import pytest
 from lupa import lua51
 
 from controller.lifecycle.conditions import SETTLED_OFFLINE_REASONS
-from tests import kstatus
+from tests.support import kstatus
 
 REPO = Path(__file__).resolve().parents[2]
 GITOPS = REPO / "docs" / "gitops"

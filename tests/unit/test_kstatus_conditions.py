@@ -3,7 +3,7 @@ lifecycle status, every workflow state and phase, and every run state: settled o
 Current, real failures Failed, and only work in progress is InProgress.
 
 Decisions come from the pure code the controller runs (the lifecycle engine, the workflow
-activator, the run conditions); tests/kstatus.py says what kstatus makes of them.
+activator, the run conditions); tests/support/kstatus.py says what kstatus makes of them.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from controller.workflows.activator import (
 from controller.workflows.run_context import run_conditions
 from controller.workflows.run_context import unobserved as _unobserved
 from controller.workflows.run_index import FINAL_STATES
-from tests.kstatus import CURRENT, FAILED, IN_PROGRESS, TERMINATING, compute
+from tests.support.kstatus import CURRENT, FAILED, IN_PROGRESS, TERMINATING, compute
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 

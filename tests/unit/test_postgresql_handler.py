@@ -1,7 +1,7 @@
 """The built-in ``postgresql`` handler against a real PostgreSQL server.
 
 Every call goes through :class:`PythonTransport`, as the controller makes it (replies are
-validated); every effect is checked with SQL on the throwaway server of ``tests/pg.py``.
+validated); every effect is checked with SQL on the throwaway server of ``tests/support/pg.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from controller.handlers.protocol import (
     SyncRequest,
 )
 from controller.handlers.python_transport import PythonTransport, load_handler
-from tests.pg import PostgresServer, free_port
+from tests.support.pg import PostgresServer, free_port
 
 transport = PythonTransport(handler)
 

@@ -26,9 +26,9 @@ from aiohttp import web
 
 from controller.handlers.http_transport import SIGNATURE_HEADER, verify
 from tests.conftest import Kubectl
-from tests.threaded_server import ThreadedServer
+from tests.support.threaded_server import ThreadedServer
 
-SERVER_PATH = Path(__file__).resolve().parents[1] / "examples" / "http-handler" / "server.py"
+SERVER_PATH = Path(__file__).resolve().parents[2] / "examples" / "http-handler" / "server.py"
 _MODULE_NAME = "blockflow_example_http_handler"
 
 

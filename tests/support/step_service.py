@@ -33,7 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from controller.handlers.protocol import PROTOCOL_VERSION
-from tests.threaded_server import ThreadedServer
+from tests.support.threaded_server import ThreadedServer
 
 INFO = {
     "version": "1.0.0",

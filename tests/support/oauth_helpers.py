@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from tests.threaded_server import ThreadedServer
+from tests.support.threaded_server import ThreadedServer
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "oauth"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "oauth"
 
 
 def _load_provider() -> ModuleType:

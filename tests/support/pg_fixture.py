@@ -1,8 +1,8 @@
 """The ``postgres`` fixture: one throwaway PostgreSQL server per test session.
 
-See :mod:`tests.pg` for why a throwaway cluster (initdb + pg_ctl in a temp dir, free loopback
-port, password auth) rather than the distro's cluster.  Missing binaries are an error that says
-what to install, never a skip.
+See :mod:`tests.support.pg` for why a throwaway cluster (initdb + pg_ctl in a temp dir, free
+loopback port, password auth) rather than the distro's cluster. Missing binaries are an error
+that says what to install, never a skip.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pg import PostgresServer, ThrowawayPostgres
+from tests.support.pg import PostgresServer, ThrowawayPostgres
 
 
 @pytest.fixture(scope="session")
