@@ -52,8 +52,8 @@ from typing import Any
 
 import aiohttp
 
-# The lifecycle benchmark's helpers (this file runs as a script: bench/ is on sys.path).
-from lifecycle import (
+# The shared harness (this file runs as a script: bench/ is on sys.path).
+from harness import (
     GROUP,
     ROOT,
     VERSION,
