@@ -33,6 +33,7 @@ from controller.cli.overview import (
     _split_ref,
     _waiting_approvals,
 )
+from controller.kube.objects import status_of
 
 if TYPE_CHECKING:
     from controller.kube.rest import RestClient
@@ -73,7 +74,7 @@ def _cmd_request(args: argparse.Namespace) -> int:
 
 def _choose_step(run: dict[str, Any], namespace: str, wanted: str | None) -> dict[str, Any]:
     name = run["metadata"]["name"]
-    state = (run.get("status") or {}).get("state") or "not started"
+    state = status_of(run).get("state") or "not started"
     approvals = _waiting_approvals(run, namespace)
     if not approvals:
         raise CliError(f"workflowrun {name} is not waiting for an approval (state: {state})")

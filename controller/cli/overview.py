@@ -32,6 +32,7 @@ from controller.cli.common import (
     _run_path,
     _table,
 )
+from controller.kube.objects import spec_of, status_of, workflow_ref
 
 if TYPE_CHECKING:
     from controller.kube.rest import RestClient
@@ -78,7 +79,7 @@ def _short(value: Any) -> str:
 
 
 def _entity(item: dict[str, Any]) -> dict[str, Any]:
-    status = item.get("status") or {}
+    status = status_of(item)
     lifecycle = status.get("lifecycle") or {}
     signals = status.get("signals") or {}
     sensitive = (status.get("sensitiveSignals") or {}).get("names") or []
@@ -90,14 +91,14 @@ def _entity(item: dict[str, Any]) -> dict[str, Any]:
         "sensitiveSignals": [str(n) for n in sensitive],
     }
     if item.get("kind") == "Block":
-        spec = item.get("spec") or {}
+        spec = spec_of(item)
         entry = {"name": entry["name"], "app": spec.get("app"), "type": spec.get("type"), **entry}
     return entry
 
 
 def _prompts(kind: str, item: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
-    for prompt in (item.get("status") or {}).get("prompts") or []:
+    for prompt in status_of(item).get("prompts") or []:
         out.append(
             {
                 "kind": kind,
@@ -111,7 +112,7 @@ def _prompts(kind: str, item: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _snapshot_steps(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    spec = (run.get("status") or {}).get("workflowSpec") or {}
+    spec = status_of(run).get("workflowSpec") or {}
     steps = [*(spec.get("steps") or []), *(spec.get("fallback") or [])]
     return {str(s.get("name")): s for s in steps if isinstance(s, dict)}
 
@@ -137,7 +138,7 @@ def _hook_path(token: str) -> str:
 
 def _waiting_approvals(run: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
     """The run's steps that wait for an approval, with their hook path."""
-    status = run.get("status") or {}
+    status = status_of(run)
     if status.get("state") != "waiting":
         return []
     name = run["metadata"]["name"]
@@ -151,7 +152,7 @@ def _waiting_approvals(run: dict[str, Any], namespace: str) -> list[dict[str, An
         out.append(
             {
                 "run": name,
-                "workflow": (run.get("spec") or {}).get("workflowRef", {}).get("name"),
+                "workflow": workflow_ref(run) or None,
                 "step": record.get("name"),
                 "since": record.get("startedAt"),
                 "hookPath": _hook_path(token) if token else None,
@@ -177,19 +178,17 @@ async def collect_status(client: RestClient, namespace: str) -> dict[str, Any]:
     app_entries = []
     for app in apps:
         entry = _entity(app)
-        entry["blocks"] = [
-            _entity(b) for b in blocks if (b.get("spec") or {}).get("app") == entry["name"]
-        ]
+        entry["blocks"] = [_entity(b) for b in blocks if spec_of(b).get("app") == entry["name"]]
         app_entries.append(entry)
-    orphans = [_entity(b) for b in blocks if (b.get("spec") or {}).get("app") not in app_names]
+    orphans = [_entity(b) for b in blocks if spec_of(b).get("app") not in app_names]
 
     active: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        status = run.get("status") or {}
+        status = status_of(run)
         state = status.get("state") or "queued"  # not admitted yet: about to be queued
         if state not in ACTIVE_RUN_STATES:
             continue
-        owner = str((run.get("spec") or {}).get("workflowRef", {}).get("name"))
+        owner = workflow_ref(run)
         waiting = [
             str(r.get("name")) for r in status.get("steps") or [] if r.get("state") == "waiting"
         ]
@@ -203,12 +202,12 @@ async def collect_status(client: RestClient, namespace: str) -> dict[str, Any]:
         )
     workflow_entries = []
     for workflow in workflows:
-        status = workflow.get("status") or {}
+        status = status_of(workflow)
         name = workflow["metadata"]["name"]
         workflow_entries.append(
             {
                 "name": name,
-                "state": (workflow.get("spec") or {}).get("state"),
+                "state": spec_of(workflow).get("state"),
                 "phase": status.get("phase"),
                 "version": status.get("version"),
                 "runCount": status.get("runCount", 0),

@@ -22,13 +22,14 @@ from controller.cli.common import (
     _run_path,
     _table,
 )
+from controller.kube.objects import spec_of, status_of, workflow_ref
 
 if TYPE_CHECKING:
     from controller.kube.rest import RestClient
 
 
 def _steps_summary(run: dict[str, Any]) -> str:
-    records = (run.get("status") or {}).get("steps") or []
+    records = status_of(run).get("steps") or []
     done = sum(1 for r in records if r.get("state") in FINISHED_STEP_STATES)
     return f"{done}/{len(records)}"
 
@@ -45,11 +46,7 @@ def _cmd_run_list(args: argparse.Namespace) -> int:
         listed = await client.request("GET", _run_path(namespace), params=params)
         items = sorted(listed.get("items") or [], key=lambda item: item["metadata"]["name"])
         if workflow:  # a long name's label is a digest: keep only this workflow's runs
-            items = [
-                i
-                for i in items
-                if (i.get("spec") or {}).get("workflowRef", {}).get("name") == workflow
-            ]
+            items = [i for i in items if workflow_ref(i) == workflow]
         if args.output in ("json", "yaml"):
             _print_document({"apiVersion": "v1", "kind": "List", "items": items}, args.output)
             return 0
@@ -59,11 +56,11 @@ def _cmd_run_list(args: argparse.Namespace) -> int:
         now = datetime.now(UTC)
         rows = [["NAME", "WORKFLOW", "STATE", "STEPS", "STARTED", "AGE"]]
         for item in items:
-            status = item.get("status") or {}
+            status = status_of(item)
             rows.append(
                 [
                     item["metadata"]["name"],
-                    str((item.get("spec") or {}).get("workflowRef", {}).get("name", "<none>")),
+                    workflow_ref(item) or "<none>",
                     str(status.get("state") or "<none>"),
                     _steps_summary(item),
                     _age(status.get("startedAt"), now),
@@ -77,9 +74,9 @@ def _cmd_run_list(args: argparse.Namespace) -> int:
 
 
 def _describe_run(run: dict[str, Any], namespace: str) -> str:
-    spec, status = run.get("spec") or {}, run.get("status") or {}
+    spec, status = spec_of(run), status_of(run)
     now = datetime.now(UTC)
-    workflow = str((spec.get("workflowRef") or {}).get("name", "<none>"))
+    workflow = workflow_ref(run) or "<none>"
     version = status.get("workflowVersion") or spec.get("workflowVersion")
     fields: list[tuple[str, str]] = [
         ("Name", run["metadata"]["name"]),
@@ -156,7 +153,7 @@ def _cmd_run_stop(args: argparse.Namespace) -> int:
                 raise CliError(f"workflowrun {name} not found in namespace {namespace}") from None
             raise
         print(f"workflowrun.blockflow.dev/{name} cancel requested")
-        state = (run.get("status") or {}).get("state")
+        state = status_of(run).get("state")
         if state in TERMINAL_RUN_STATES:
             print(f"note: the run has already finished ({state})", file=sys.stderr)
         return 0

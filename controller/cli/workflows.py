@@ -33,6 +33,7 @@ from controller.cli.common import (
     _secret_value,
     _workflow_path,
 )
+from controller.kube.objects import spec_of, status_of
 
 if TYPE_CHECKING:
     from controller.kube.rest import RestClient
@@ -49,7 +50,7 @@ def _cmd_set_state(args: argparse.Namespace) -> int:
         path = _workflow_path(namespace, name)
         for attempt in range(1, 4):
             workflow = await _get(client, path, "workflow", name, namespace)
-            current = (workflow.get("spec") or {}).get("state")
+            current = spec_of(workflow).get("state")
             if current == ARCHIVED and target != ARCHIVED:
                 raise CliError(
                     f"workflow {name} is Archived, which is final: it cannot be {done} "
@@ -132,7 +133,7 @@ async def _wait_for_run(client: RestClient, namespace: str, run: str, limit: flo
             current = await _get(client, _run_path(namespace, run), "workflowrun", run, namespace)
         except CliError:
             raise CliError(f"workflowrun {run} was deleted while waiting for it") from None
-        status = current.get("status") or {}
+        status = status_of(current)
         state = status.get("state")
         if state in TERMINAL_RUN_STATES:
             print(state)

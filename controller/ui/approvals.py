@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from controller.api.workflowrun import StepRecord, StepState, WorkflowRunStatus
-from controller.kube.objects import Key
+from controller.kube.objects import Key, status_of
 from controller.workflows.steps import HookDelivery, HookRejected, deliver_hook
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class RuntimeApprovals:
         body = await self.workflows.api.get("WorkflowRun", namespace, run)
         if body is None:
             raise ApprovalError(404, f"workflowrun {run} not found in namespace {namespace}")
-        status = WorkflowRunStatus.model_validate(body.get("status") or {})
+        status = WorkflowRunStatus.model_validate(status_of(body))
         record = next(
             (
                 r

@@ -16,7 +16,6 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -59,7 +58,6 @@ _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _OBJECT = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _STEP = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
-Body = dict[str, Any]
 Kinds = dict[str, bool]
 
 

@@ -16,9 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from controller.kube.objects import Body
 from controller.times import parse_time
-
-Body = dict[str, Any]
 
 #: Signal values longer than this are cut (the full value is in the tooltip, up to TITLE_MAX).
 SIGNAL_MAX = 64

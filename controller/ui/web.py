@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from controller.api.kinds import GROUP, VERSION
+from controller.kube.objects import Body
 from controller.kube.rest import KubeApiError
 from controller.ui import frame as layout
 from controller.ui import pages, run_page, views
@@ -46,7 +47,6 @@ from controller.ui.sessions import (
     LISTABLE,
     MAX_RUN_REVIEWS,
     STREAM_SECONDS,
-    Body,
     Kinds,
     Session,
     SessionPages,
