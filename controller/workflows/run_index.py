@@ -29,6 +29,8 @@ class RunEntry:
     event_key: str | None
     callbacks: tuple[str, ...] = ()
     hooks: tuple[str, ...] = ()
+    #: The resourceVersion indexed (an older body of the run is never indexed over it).
+    version: int = 0
 
 
 @dataclass
@@ -59,7 +61,14 @@ class Indexes:
         event_key = labels.get("blockflow.dev/event-key")
         if event_key:
             self.event_keys.setdefault((key.namespace, workflow), set()).add(event_key)
-        entry = RunEntry(workflow, status.get("state"), event_key, tuple(callbacks), tuple(hooks))
+        entry = RunEntry(
+            workflow,
+            status.get("state"),
+            event_key,
+            tuple(callbacks),
+            tuple(hooks),
+            resource_version(body),
+        )
         self.runs[key] = entry
         group = self.groups.setdefault((key.namespace, workflow), {})
         group.setdefault(entry.state, set()).add(key)
@@ -106,3 +115,17 @@ class Indexes:
         """Which workflow a run belongs to, by name (None for a run not indexed)."""
         entry = self.runs.get(key)
         return None if entry is None else entry.workflow
+
+    def is_older(self, key: Key, body: Body) -> bool:
+        """Is this body of the run older than the one indexed (a watch event that arrives
+        after the controller's own, newer write)?"""
+        entry = self.runs.get(key)
+        return entry is not None and 0 < resource_version(body) < entry.version
+
+
+def resource_version(body: Body) -> int:
+    """An object's resourceVersion as the integer etcd made it (0 when not one)."""
+    try:
+        return int(body["metadata"].get("resourceVersion", 0))
+    except (TypeError, ValueError):
+        return 0

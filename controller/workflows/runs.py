@@ -149,6 +149,10 @@ class RunRuntime:
             else:
                 del self._own_writes[key]
             return
+        if self.index.is_older(key, body):
+            # Older than our own write, already indexed and planned (its echo is skipped
+            # above): indexing it would put back a state the run has left, for good.
+            return
         self.index.put(key, body)
         outcome = self._plan(body)
         if outcome.requeue_after is not None:

@@ -139,3 +139,21 @@ async def test_a_block_becoming_ready_is_an_event_other_workflows_trigger_on() -
         runs = rt.kube.objects("workflowruns")
         assert len(runs) == 1
         assert runs[0]["spec"]["input"]["data"]["name"] == "b"
+
+
+async def test_a_watch_event_older_than_the_controllers_own_write_does_not_strand_a_run() -> None:
+    """The watch may deliver a run's earlier version after the controller wrote a newer one
+    (whose echo it then skips): the index keeps the newer one, so the hook still finds it."""
+    hold = {"name": "hold", "uses": {"type": "hook"}, "with": {"token": "late-${{ event.body.n }}"}}
+    async with running() as rt:
+        wf = await active(rt, "wf", workflow({"webhook": {}}, [hold]))
+        started = await webhook(rt, wf, {"n": 1})
+        first_seen = await rt.get("WorkflowRun", started.body["run"])  # not admitted yet
+        await rt.settle()
+        waiting = await rt.get("WorkflowRun", started.body["run"])
+        assert waiting["status"]["state"] == "waiting"
+        rt.observe({**first_seen, "status": {}}, "MODIFIED")  # the late, older event
+        await rt.settle()
+        key = TOKENS.hook_key(wf["metadata"]["uid"])
+        resumed = await rt.workflows.backend.hook("late-1", post({}, bearer=key))
+        assert resumed.status == 200
