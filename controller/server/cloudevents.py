@@ -6,9 +6,10 @@ Parsing is pure: headers and body bytes in, an :class:`Event` or an
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from controller.server import safe_json
 
 STRUCTURED = "application/cloudevents+json"
 REQUIRED = ("id", "source", "specversion", "type")
@@ -48,8 +49,8 @@ class Event:
 
 def _decode_json(body: bytes, what: str) -> Any:
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return safe_json.loads(body)
+    except safe_json.JsonError as exc:
         raise EventError(400, f"{what} is not valid JSON: {exc}") from None
 
 

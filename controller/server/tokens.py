@@ -29,6 +29,12 @@ def matches(token: str, stored_hash: str) -> bool:
     return hmac.compare_digest(token_hash(token), stored_hash)
 
 
+def same(given: str, expected: str) -> bool:
+    """Constant-time equality of two secrets as text, whatever characters they hold
+    (`hmac.compare_digest` raises TypeError on non-ASCII str)."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 def derived_token(key: bytes, purpose: str) -> str:
     """A 256-bit token derived from the controller's token key and what it is for.
 

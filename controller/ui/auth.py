@@ -12,7 +12,6 @@ almost nothing; a revoked token or RoleBinding stops working within that time.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -23,7 +22,7 @@ import aiohttp
 
 from controller.api.kinds import GROUP
 from controller.kube.rest import KubeApiError
-from controller.server.tokens import derived_token
+from controller.server.tokens import derived_token, same
 
 TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
@@ -210,4 +209,4 @@ def csrf_token(key: bytes, bearer: str) -> str:
 
 
 def csrf_ok(key: bytes, bearer: str, presented: str | None) -> bool:
-    return bool(presented) and hmac.compare_digest(csrf_token(key, bearer), str(presented))
+    return bool(presented) and same(str(presented), csrf_token(key, bearer))

@@ -10,7 +10,6 @@ controller's key and the bearer token) and, for cookie sessions, an ``Origin`` (
 
 from __future__ import annotations
 
-import hmac
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +22,7 @@ from yarl import URL
 
 from controller.logs import get_logger
 from controller.server.limits import RateLimiter
+from controller.server.tokens import same
 from controller.ui import frame as layout
 from controller.ui.approvals import Approvals
 from controller.ui.assets import CSP
@@ -303,7 +303,7 @@ class SessionPages:
     async def _login(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         nonce, expected = form.get("nonce"), request.cookies.get(LOGIN_COOKIE)
-        fresh = isinstance(nonce, str) and expected and hmac.compare_digest(nonce, expected)
+        fresh = isinstance(nonce, str) and expected and same(nonce, expected)
         if not fresh or not self._same_origin(request, required=False):
             return self._sign_in(request, "The sign-in form expired; please try again.", 403)
         token = form.get("token")

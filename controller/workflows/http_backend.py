@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,10 +31,11 @@ from controller.kube.objects import Body, Key, spec_of, status_of
 from controller.logs import get_logger
 from controller.runtime.calls import timed_call
 from controller.runtime.store import Cache
+from controller.server import safe_json
 from controller.server.backend import IncomingRequest, Reply, problem
 from controller.server.cloudevents import EventError
 from controller.server.cloudevents import parse as parse_event
-from controller.server.tokens import token_hash
+from controller.server.tokens import same, token_hash
 from controller.workflows.activator import Apps, TokenKeys
 from controller.workflows.naming import event_key
 from controller.workflows.run_index import Indexes
@@ -144,7 +144,7 @@ class HttpBackend:
         )
         if not given:
             return problem(401, f"missing signature header {signature.header}")
-        if not hmac.compare_digest(given.strip(), expected):
+        if not same(given.strip(), expected):
             return problem(401, f"the {signature.header} signature does not match the body")
         return None
 
@@ -205,14 +205,13 @@ class HttpBackend:
                 "Authorization: Bearer <hookKey> is required (the workflow's hookKey signal)",
             )
         try:
-            payload = json.loads(request.body) if request.body else None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            payload = safe_json.loads(request.body) if request.body else None
+        except safe_json.JsonError as exc:
             return problem(400, f"the hook payload is not valid JSON: {exc}")
         allowed = [
             k
             for k in waiting
-            if (uid := self.resumer.workflow_uid(k))
-            and hmac.compare_digest(self.tokens.hook_key(uid), bearer)
+            if (uid := self.resumer.workflow_uid(k)) and same(bearer, self.tokens.hook_key(uid))
         ]
         if not allowed:
             return problem(401, "the bearer token is not the hookKey of the waiting workflow")
@@ -244,7 +243,7 @@ class HttpBackend:
             )
         found = await self.api.read_secret(namespace, EVENTS_SECRET)
         expected = (found or ({}, ""))[0].get("token")
-        if not expected or not hmac.compare_digest(expected.strip(), bearer):
+        if not expected or not same(bearer, expected.strip()):
             metrics.EVENTS_RECEIVED.labels("rejected").inc()
             return problem(
                 401,
@@ -286,7 +285,7 @@ class HttpBackend:
         given = next(
             (v for k, v in request.headers.items() if k.lower() == "x-blockflow-signature"), ""
         )
-        if not hmac.compare_digest(given.strip(), expected):
+        if not same(given.strip(), expected):
             return problem(
                 401,
                 "X-Blockflow-Signature does not match the body (HMAC-SHA256 with the "
@@ -352,8 +351,8 @@ def _webhook_event(
         body = None
     elif "json" in content_type:
         try:
-            body = json.loads(request.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            body = safe_json.loads(request.body)
+        except safe_json.JsonError as exc:
             raise ValueError(f"the request body is not valid JSON: {exc}") from None
     elif content_type == "application/x-www-form-urlencoded":
         body = dict(urllib.parse.parse_qsl(request.body.decode(errors="replace")))
