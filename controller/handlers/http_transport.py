@@ -233,20 +233,26 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[by
     return bytes(data), False
 
 
+#: The longest a handler's ``Retry-After`` is honoured (a day): beyond that it is a mistake,
+#: and an entity must not sleep for 1,000 days because of one header.
+MAX_RETRY_AFTER = 86_400.0
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delay-seconds or HTTP-date); None if unusable."""
+    """Seconds from a ``Retry-After`` header (delay-seconds or HTTP-date), at most
+    MAX_RETRY_AFTER; None if unusable."""
     if value is None or not value.strip():
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:  # "-0000" parses as naive; HTTP-dates are GMT anyway
         when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER)
 
 
 def _display_url(url: str) -> str:

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from controller.handlers.http_transport import (
     MAX_REPLY_BYTES,
+    MAX_RETRY_AFTER,
     HttpTransport,
     parse_retry_after,
     sign,
@@ -171,6 +172,11 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     delay = parse_retry_after(in_a_minute)
     assert delay is not None and 55 <= delay <= 61
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    # A thousand days, or a year ahead, is a mistake: honoured for a day at most.
+    assert parse_retry_after("86400000") == MAX_RETRY_AFTER == 86_400.0
+    assert parse_retry_after("9" * 5000) == MAX_RETRY_AFTER
+    next_year = format_datetime(datetime.now(UTC) + timedelta(days=365), usegmt=True)
+    assert parse_retry_after(next_year) == MAX_RETRY_AFTER
     for unusable in (None, "", "soon", "-5", "1.5e3"):
         assert parse_retry_after(unusable) is None
 
