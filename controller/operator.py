@@ -32,6 +32,7 @@ from controller.kube.api import KubeApi
 from controller.kube.connection import connection_info
 from controller.kube.leader import LeaderElector, LostLeadership, PodLabel
 from controller.kube.rest import KubeApiError, RestClient
+from controller.listing import list_into, resync_every
 from controller.logs import get_logger
 from controller.runtime.events import EventPoster
 from controller.runtime.lifecycle import LifecycleRuntime
@@ -315,26 +316,25 @@ async def _serve(
     runtime: LifecycleRuntime,
     workflows: WorkflowRuntime,
 ) -> None:
-    """List every object once (Apps first: a run resumed at startup calls its steps'
-    Apps at once), then serve the work queues, Events and the memory trimmer."""
+    """List every object once, then serve the work queues, Events, the memory trimmer and
+    the periodic resync."""
     serving = [
         asyncio.create_task(runtime.run(), name="lifecycle"),
         asyncio.create_task(events.run(), name="events"),
     ]
     try:
-        for namespace in config.namespaces or [None]:  # type: ignore[list-item]
-            for kind in ("App", "Block", "Workflow"):
-                for body in await api.list_all(kind, namespace):
-                    runtime.observe(body, None)
-                    if kind == "Workflow":
-                        workflows.observe_workflow(body, None)
-            for body in await api.list_all("WorkflowRun", namespace):
-                workflows.observe_run(body, None)
+        await list_into(api, config.namespaces, runtime, workflows)
         workflows.start()
         serving.append(
             asyncio.create_task(
                 trim_when_idle(lambda: runtime.reconciles + workflows.processed()),
                 name="memory-trim",
+            )
+        )
+        serving.append(
+            asyncio.create_task(
+                resync_every(config.resync_seconds, api, config.namespaces, runtime, workflows),
+                name="resync",
             )
         )
         await asyncio.gather(*serving)

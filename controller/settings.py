@@ -25,6 +25,14 @@ class Settings(BaseSettings):
     workers: int = Field(
         default=32, ge=1, le=1024, description="Reconciles of different entities run at once."
     )
+    resync_seconds: float = Field(
+        default=600.0,
+        ge=5.0,
+        description=(
+            "Every this many seconds every object is listed again and re-planned: a safety net "
+            "for anything a missed watch event would otherwise leave waiting for good."
+        ),
+    )
     standalone: bool = Field(default=True, description="Run without kopf peering (single replica).")
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     http_port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP server.")
