@@ -83,6 +83,11 @@ INVALID = {
         "spec: {steps: [{name: s, uses: {type: http}, timeoutSeconds: -5}]}\n",
         ["spec.steps.timeoutSeconds", "greater than or equal to 1"],
     ),
+    "run input that is not an object": (
+        "kind: WorkflowRun\nmetadata: {name: bad}\n"
+        "spec: {workflowRef: {name: wf}, input: [1, 2]}\n",
+        ["spec.input", "must be of type object"],
+    ),
     "run without workflow": (
         "kind: WorkflowRun\nmetadata: {name: bad}\nspec: {input: {a: 1}}\n",
         ["spec.workflowRef", "Required value"],

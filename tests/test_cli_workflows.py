@@ -182,6 +182,8 @@ def test_trigger_usage_errors_and_a_missing_workflow(
     kubectl.apply(namespace, minimal_workflow("wf"))
     bad = cli(kubectl, "workflow", "trigger", "wf", "-n", namespace, "--input", "{not json")
     assert_clean_error(bad, 2, "--input", "JSON")
+    not_an_object = cli(kubectl, "workflow", "trigger", "wf", "-n", namespace, "--input", "[1]")
+    assert_clean_error(not_an_object, 2, "--input must be a JSON object")
     broken = tmp_path / "input.json"
     broken.write_text("[1, 2")
     bad_file = cli(

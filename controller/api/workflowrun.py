@@ -49,8 +49,9 @@ class WorkflowRunSpec(ApiModel):
     """What to run."""
 
     workflow_ref: WorkflowReference = Field(description="The Workflow to run.")
-    input: AnyJSON = Field(
-        default=None, description="The triggering event, seen by CEL as `event`."
+    input: FreeFormObject | None = Field(
+        default=None,
+        description="The triggering event (a JSON object), seen by CEL as `event`.",
     )
     cancel: bool = Field(
         default=False, description="Set to true to cancel the run after its current step call."

@@ -91,9 +91,12 @@ def _read_input(args: argparse.Namespace) -> object:
     else:
         return None
     try:
-        return json.loads(source)
+        value = json.loads(source)
     except json.JSONDecodeError as exc:
         raise CliError(f"{flag} is not valid JSON: {exc}", USAGE_ERROR) from None
+    if not isinstance(value, dict):
+        raise CliError(f'{flag} must be a JSON object, e.g. {{"orderId": 42}}', USAGE_ERROR)
+    return value
 
 
 def _cmd_trigger(args: argparse.Namespace) -> int:

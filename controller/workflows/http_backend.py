@@ -184,6 +184,12 @@ class HttpBackend:
             return problem(502, f"the trigger block's handler failed: {exc.message}")
         if isinstance(reply, NoOpReply):
             return Reply(200, {"ignored": True})
+        if reply.data is not None and not isinstance(reply.data, dict):
+            return problem(
+                502,
+                "the trigger block's handler replied data that is not a JSON object "
+                "(a run's input is an object)",
+            )
         name = await self.triggers.start_run(
             workflow,
             reply.data,
