@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller.kube.rest import KubeApiError
 from controller.logs import configure_logging
 from controller.server.app import ROUTES, bound_port, build_app, serve
 from controller.server.backend import IncomingRequest, Reply
@@ -398,6 +399,32 @@ async def test_a_backend_exception_is_a_500_and_the_log_names_the_route_not_the_
     for text in (logged, captured.out, captured.err):
         assert TOKEN not in text
         assert "hunter2-body-secret" not in text
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        aiohttp.ClientConnectorError(
+            aiohttp.client_reqrep.ConnectionKey("k8s", 6443, True, True, None, None, None),
+            ConnectionRefusedError(111, "Connection refused"),
+        ),
+        aiohttp.ClientOSError(104, "Connection reset by peer"),
+        KubeApiError(500, "InternalError", "etcdserver: request timed out"),
+        KubeApiError(503, "ServiceUnavailable", "the server is currently unable to handle it"),
+        TimeoutError(),
+    ],
+    ids=["refused", "reset", "api-500", "api-503", "timeout"],
+)
+async def test_an_unreachable_api_server_is_a_503_with_retry_after(
+    server: Server, error: Exception
+) -> None:
+    """Nothing happened and the same request will do later: 503, not 500 (which tells a
+    webhook sender the request itself was at fault)."""
+    server.backend.error = error
+    async with server.http.post(f"{server.url}/triggers/{TOKEN}", json={}) as resp:
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "5"
+        assert "cannot be reached" in (await resp.json())["error"]
 
 
 async def test_a_reply_that_is_not_json_is_a_500(server: Server) -> None:

@@ -3,10 +3,12 @@
 Before and after the :class:`Backend`: a hard request-body size limit (``413`` without
 reading past it, whether the body has a ``Content-Length`` or is chunked); a token-bucket
 rate limit per token (per namespace for ``/events``) → ``429`` with ``Retry-After``;
-:class:`IncomingRequest` in, :class:`Reply` out as JSON; a backend exception is a ``500``
-and a log line that names the route *template* — tokens are secrets, so neither the URL
-path of a token route nor a request body is ever logged; ``blockflow_http_requests_total``
-by route template and code. Also ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``.
+:class:`IncomingRequest` in, :class:`Reply` out as JSON; a backend exception is a ``503``
+with ``Retry-After`` when the API server cannot be reached (nothing changed; send it again),
+else a ``500``, and a log line that names the route *template* — tokens are secrets, so
+neither the URL path of a token route nor a request body is ever logged;
+``blockflow_http_requests_total`` by route template and code. Also ``/healthz``,
+``/readyz``, ``/metrics``, ``/openapi.json``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.web_urldispatcher import _default_expect_handler
 
 from controller import metrics
+from controller.kube.rest import KubeApiError
 from controller.logs import get_logger
 from controller.server.backend import Backend, IncomingRequest, Reply, problem
 from controller.server.limits import RateLimiter
@@ -119,6 +123,18 @@ def _stack(exc: BaseException) -> list[str]:
         f"{frame.filename}:{frame.lineno} in {frame.name}"
         for frame in traceback.extract_tb(exc.__traceback__)
     ]
+
+
+#: Retry-After of a 503 while the API server cannot be reached.
+UNAVAILABLE_RETRY_SECONDS = 5
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """A failure to reach the API server (connection refused or reset, timeout, a 5xx from
+    it), as opposed to a bug: the request can simply be sent again."""
+    if isinstance(exc, KubeApiError):
+        return exc.code >= 500 or exc.code == 429
+    return isinstance(exc, (aiohttp.ClientError, OSError, TimeoutError))
 
 
 def _log_failure(route: str, method: str, exc: BaseException) -> None:
@@ -225,6 +241,15 @@ class Server:
             return _reply_response(reply)
         except Exception as exc:
             _log_failure(route.path, request.method, exc)
+            if _unavailable(exc):
+                # Nothing happened and a retry will do: say so, as a 503 does.
+                response = _problem(
+                    503,
+                    "the Kubernetes API server cannot be reached; nothing changed, retry later",
+                    retryAfterSeconds=UNAVAILABLE_RETRY_SECONDS,
+                )
+                response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_SECONDS)
+                return response
             return _problem(500, "internal error")
 
     @staticmethod

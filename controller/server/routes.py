@@ -19,6 +19,7 @@ _LIMITS: tuple[tuple[int, str], ...] = (
     (413, "The request body is larger than the limit; nothing changed."),
     (429, "Too many requests for this token; retry after `Retry-After` seconds."),
     (500, "An unexpected error; nothing is said about it beyond that."),
+    (503, "The Kubernetes API server cannot be reached; nothing changed, retry later."),
 )
 
 
