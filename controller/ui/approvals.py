@@ -4,7 +4,7 @@ A hook POST proves itself with the workflow's hookKey; a person on the page prov
 themselves with their Kubernetes identity instead (the page has checked, with a
 SubjectAccessReview, that they may ``update`` the run). The decision is then delivered
 exactly as a hook delivers it — :func:`deliver_hook` under the run's lock through
-:meth:`RunRuntime.resume_hook` — with ``who`` set to the authenticated username, so the
+:meth:`RunResumer.resume_hook` — with ``who`` set to the authenticated username, so the
 step's outcome records who decided (``data.by``) and when (``data.at``), and the run
 resumes at once.
 """
