@@ -39,7 +39,7 @@ def test_every_example_parses_with_its_model(doc: dict[str, Any]) -> None:
     MODELS[doc["kind"]].model_validate(doc)
 
 
-def test_defaults_match_the_brief() -> None:
+def test_defaults_match_the_documented_contract() -> None:
     block = Block.model_validate(
         {"metadata": {"name": "b"}, "spec": {"app": "a", "type": "bucket"}}
     )
