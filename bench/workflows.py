@@ -402,7 +402,7 @@ def run_stamps(status: dict[str, Any]) -> dict[str, Any]:
 def transitions(tracks: Iterable[RunTrack]) -> dict[str, list[float]]:
     """Milliseconds between the status times of consecutive steps, over completed runs.
 
-    ``a.finishedAt → b.finishedAt`` is one step transition (the figure the target is set for); it splits
+    ``a.finishedAt → b.finishedAt`` is one step transition (the target's figure); it splits
     into ``a.finishedAt → b.startedAt`` (the engine records a's reply and plans b) and
     ``b.startedAt → b.finishedAt`` (it writes "b running", then calls b: a no-op)."""
     out: dict[str, list[float]] = defaultdict(list)
