@@ -103,6 +103,14 @@ ADMISSION_REVIEWS = Counter(
     registry=REGISTRY,
 )
 
+UNDECODABLE_OBJECTS = Counter(
+    "blockflow_undecodable_objects",
+    "Objects read from the API server nested too deep to handle, by kind (each is "
+    "quarantined: no handler call, a failed status naming the reason, a Warning Event).",
+    ["kind"],
+    registry=REGISTRY,
+)
+
 
 def render() -> tuple[bytes, str]:
     """The Prometheus text exposition of :data:`REGISTRY`: (payload, content type)."""

@@ -30,6 +30,7 @@ from controller.api.kinds import ALL_KINDS, GROUP, VERSION, KindInfo
 from controller.handlers.transport import Transport
 from controller.kube.api import KubeApi
 from controller.kube.connection import connection_info
+from controller.kube.decoding import install_into_kopf
 from controller.kube.leader import LeaderElector, LostLeadership, PodLabel
 from controller.kube.rest import KubeApiError, RestClient
 from controller.listing import list_into, resync_every
@@ -184,6 +185,7 @@ async def run_operator(
     every status write of a run (a seam for tests that inject faults)."""
     # The operator stops when this is set: by the caller, or on the loss of the lease.
     flag: asyncio.Event | threading.Event = stop_flag or asyncio.Event()
+    install_into_kopf()  # no object nested too deep can stop a watch
     client = RestClient(connection_info, limit=max(config.workers, 8) + 8)
     async with aiohttp.ClientSession() as http_session:
         api = KubeApi(client)

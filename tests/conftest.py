@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from controller.kube import decoding
 from controller.testing.control_plane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,7 +180,7 @@ def release_finalizers(kubectl: Kubectl, namespace: str) -> None:
     listed = kubectl.run("get", "blockflow", "-n", namespace, "-o", "json", check=False)
     if listed.returncode != 0:
         return
-    for item in json.loads(listed.stdout).get("items", []):
+    for item in decoding.loads(listed.stdout).get("items", []):  # objects of any depth
         if item["metadata"].get("finalizers"):
             kind, name = item["kind"].lower(), item["metadata"]["name"]
             kubectl.run(

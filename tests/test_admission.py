@@ -182,3 +182,18 @@ def test_block_types_fixed_fields_and_signal_refs_are_checked(
 
     # The controller's own writes (finalizers, deletion) pass: deleting works.
     kubectl.run("delete", "block", "b", "-n", namespace, "--timeout=60s")
+
+
+def test_objects_nested_deeper_than_the_controller_reads_are_refused_naming_the_field(
+    kubectl: Kubectl, namespace: str, admitted: ControllerProcess
+) -> None:
+    app = blockflow("App", "deep", {"handler": {"python": "demo"}, "config": {"x": "DEEP"}})
+    run = blockflow("WorkflowRun", "deep", {"workflowRef": {"name": "w"}, "input": {"x": "DEEP"}})
+    for doc, field in ((app, "spec.config.x"), (run, "spec.input.x")):
+        text = json.dumps(doc).replace('"DEEP"', "[" * 3000 + "1" + "]" * 3000)
+        result = kubectl.run("create", "-n", namespace, "-f", "-", input=text, check=False)
+        assert result.returncode != 0 and DENIED in result.stderr, result.stderr
+        message = result.stderr.split(DENIED, 1)[1]
+        assert message.startswith(field) and "nested deeper than 80 levels" in message, message
+    shallow = blockflow("WorkflowRun", "ok", {"workflowRef": {"name": "w"}, "input": {"a": [1]}})
+    assert _apply(kubectl, namespace, (shallow,)).returncode == 0

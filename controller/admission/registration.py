@@ -18,14 +18,15 @@ from controller.pki import make_ca, make_serving_cert
 WEBHOOK_NAME = "validate.blockflow.dev"
 API_PATH = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 
-#: Creates and updates of the kinds admission checks; never status, never WorkflowRuns (the
-#: controller writes those), never deletes (a dead controller must not keep objects forever).
+#: Creates and updates of every Blockflow kind (a WorkflowRun's spec too: its input must be
+#: an object Blockflow can read); never status (the controller writes it), never deletes (a
+#: dead controller must not keep objects forever).
 RULES: list[dict[str, Any]] = [
     {
         "apiGroups": [GROUP],
         "apiVersions": ["*"],
         "operations": ["CREATE", "UPDATE"],
-        "resources": ["apps", "blocks", "workflows"],
+        "resources": ["apps", "blocks", "workflows", "workflowruns"],
         "scope": "Namespaced",
     }
 ]

@@ -9,7 +9,8 @@ only turns an AdmissionReview into these arguments and the reasons into its resp
 - Workflow: everything that would refuse its activation (when ``spec.state`` is Active): a
   missing trigger or steps, unknown block types of known Apps, CEL that does not compile,
   bad cron expressions and time zones; and leaving ``Archived``.
-- WorkflowRun: ``with`` is not its business (checked when the workflow activates).
+- Every kind, WorkflowRuns included: nothing nested deeper than the controller can read
+  (the field is named).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 
 from controller.api.workflow import WorkflowPhase, WorkflowSpec, WorkflowState
 from controller.handlers.protocol import BlockTypeSpec
+from controller.kube.decoding import ADMITTED_DEPTH, field_path, too_deep
 from controller.kube.objects import Body, spec_of
 from controller.lifecycle.signals import SignalRefError, find_refs
 from controller.workflows.activation import activation_errors, state_change_error
@@ -37,6 +39,12 @@ def refusals(body: Body, old: Body | None, offered: Offered) -> list[str]:
     an object admitted before a rule existed must still be deletable and labelable."""
     if old is not None and old.get("spec") == body.get("spec"):
         return []
+    deep = too_deep(body, ADMITTED_DEPTH)
+    if deep is not None:
+        return [
+            f"{field_path(deep)}: nested deeper than {ADMITTED_DEPTH} levels; Blockflow reads "
+            "objects only up to that depth: flatten it (e.g. pass deep data as a JSON string)"
+        ]
     kind = body.get("kind")
     namespace = (body.get("metadata") or {}).get("namespace") or ""
     spec = spec_of(body)

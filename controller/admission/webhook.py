@@ -1,10 +1,11 @@
 """The validating admission webhook (an adapter): AdmissionReview in, allowed or refused out.
 
 The API server POSTs an ``admission.k8s.io/v1`` AdmissionReview to ``/validate`` over HTTPS
-for every create and update of an App, Block or Workflow (never their status). This module
-asks the running controller which block types the referenced Apps offer, hands the object to
-the pure :func:`controller.admission.validate.refusals` and answers with the reasons, which
-kubectl prints as ``admission webhook "validate.blockflow.dev" denied the request: ...``.
+for every create and update of an App, Block, Workflow or WorkflowRun (never their status).
+This module asks the running controller which block types the referenced Apps offer, hands
+the object to the pure :func:`controller.admission.validate.refusals` and answers with the
+reasons, which kubectl prints as
+``admission webhook "validate.blockflow.dev" denied the request: ...``.
 
 An App handler that cannot be asked in time does not block the apply: its checks are skipped
 (the controller reports the same problem in the object's status once it reconciles).
@@ -23,6 +24,7 @@ from aiohttp import web
 from controller import metrics
 from controller.admission.validate import referenced_apps, refusals
 from controller.handlers.protocol import BlockTypeSpec
+from controller.kube.decoding import loads
 from controller.logs import get_logger
 
 log = get_logger(__name__)
@@ -88,7 +90,7 @@ def build_admission_app(block_types: BlockTypes) -> web.Application:
 
     async def validate(request: web.Request) -> web.Response:
         try:
-            payload = await request.json()
+            payload = loads(await request.read())  # bounded: a deep object is refused
             if not isinstance(payload, dict):
                 raise ValueError("the body is not a JSON object")
             answer = await review(payload, block_types)

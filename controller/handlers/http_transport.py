@@ -28,6 +28,7 @@ import aiohttp
 from pydantic import ValidationError
 from yarl import URL
 
+from controller import safe_json
 from controller.handlers.protocol import PROTOCOL_VERSION, HandlerInfo, HandlerRequest
 from controller.handlers.transport import HandlerError, _summarise, validate_reply
 
@@ -201,10 +202,11 @@ class HttpTransport:
                 reason="InvalidReply",
             )
         try:
-            return json.loads(reply.data)
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+            return safe_json.loads(reply.data)
+        except safe_json.JsonError as exc:  # invalid, not UTF-8, too deep, NaN, huge integers
             raise HandlerError(
-                f"reply to {operation} from {self._where} is not JSON", reason="InvalidReply"
+                f"reply to {operation} from {self._where} is not JSON Blockflow accepts: {exc}",
+                reason="InvalidReply",
             ) from None
 
 

@@ -22,6 +22,8 @@ from typing import Any, Protocol
 import aiohttp
 import kopf
 
+from controller.kube.decoding import loads
+
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 JSON = "application/json"
@@ -134,7 +136,9 @@ class RestClient:
                     session = await self._connect()
                     continue
                 payload = (
-                    await response.json(content_type=None) if response.content_length != 0 else {}
+                    await response.json(content_type=None, loads=loads)
+                    if response.content_length != 0
+                    else {}
                 )
                 if response.status >= 400:
                     payload = payload if isinstance(payload, dict) else {}

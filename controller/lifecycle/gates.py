@@ -37,6 +37,26 @@ def app_missing(app: str) -> Gate:
     return Gate(LifecycleState.IN_PROGRESS, "DependencyNotReady", f"Waiting for App {app}")
 
 
+def undecodable(kind: str, reason: str) -> Gate:
+    """An object the controller could not read whole: its handler is never called with it."""
+    return Gate(
+        LifecycleState.FAILED,
+        "Undecodable",
+        f"this {kind} cannot be handled: its spec is {reason}; flatten it "
+        "(kubectl edit), or delete it (a drain cannot run without its spec: remove the "
+        "finalizer blockflow.dev/lifecycle if it hangs)",
+        warn=True,
+    )
+
+
+def app_undecodable(app: str) -> Gate:
+    return Gate(
+        LifecycleState.IN_PROGRESS,
+        "DependencyNotReady",
+        f"Waiting for App {app}, which cannot be handled (see its status)",
+    )
+
+
 def unknown_block_type(block_type: str, offered: Iterable[str], app: str) -> Gate | None:
     """A Block whose type its App's handler does not offer."""
     names = sorted(offered)

@@ -29,6 +29,7 @@ from controller.handlers.protocol import DrainRequest, HandlerRequest, SignalSpe
 from controller.handlers.sdk import EntityKey
 from controller.handlers.transport import HandlerError
 from controller.kube.api import FINALIZER, KubeApi
+from controller.kube.decoding import undecodable
 from controller.kube.objects import Body, Key, deleting, spec_of, status_of
 from controller.lifecycle import engine, gates
 from controller.lifecycle.engine import Action, Decision, Observed
@@ -209,6 +210,10 @@ class LifecycleRuntime:
 
     async def context(self, key: Key, body: Body, gone: bool) -> Context:
         ctx = Context()
+        reason = undecodable(body)
+        if reason is not None:  # quarantined: no handler is called with a part of it
+            ctx.blocked = gates.undecodable(key.kind, reason)
+            return ctx
         try:
             await self._load_handler(key, body, ctx)
             if not gone and self.resolver.source(key.kind) is None:
@@ -234,6 +239,8 @@ class LifecycleRuntime:
             ctx.app = self.store.get(Key("App", key.namespace, app_name))
             if ctx.app is None:
                 raise Blocked(gates.app_missing(app_name))
+            if undecodable(ctx.app) is not None:
+                raise Blocked(gates.app_undecodable(app_name))
         app_key = Key.of(ctx.app)
         ctx.transport = await self.resolver.transport(app_key, ctx.app)
         ctx.info = await self.resolver.info(app_key, ctx.app, ctx.transport)

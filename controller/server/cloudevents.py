@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.server import safe_json
+from controller import safe_json
 
 STRUCTURED = "application/cloudevents+json"
 REQUIRED = ("id", "source", "specversion", "type")

@@ -15,7 +15,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from controller import metrics
+from controller import metrics, safe_json
 from controller.api.workflow import WorkflowSpec
 from controller.handlers.protocol import (
     CallMetadata,
@@ -31,7 +31,6 @@ from controller.kube.objects import Body, Key, spec_of, status_of
 from controller.logs import get_logger
 from controller.runtime.calls import timed_call
 from controller.runtime.store import Cache
-from controller.server import safe_json
 from controller.server.backend import IncomingRequest, Reply, problem
 from controller.server.cloudevents import EventError
 from controller.server.cloudevents import parse as parse_event

@@ -38,6 +38,7 @@ from controller.api.workflowrun import RunError, RunState, StepRecord, WorkflowR
 from controller.handlers.protocol import CallMetadata, EntityInput, ErrorReply, ExecuteRequest
 from controller.handlers.transport import HandlerError
 from controller.kube.api import KubeApi
+from controller.kube.decoding import undecodable
 from controller.kube.objects import Body, Key, generation, spec_of, status_of, workflow_ref
 from controller.kube.rest import KubeApiError
 from controller.logs import get_logger
@@ -162,6 +163,8 @@ class RunRuntime:
         """When to process the run — now, later, or not at all — from its status alone."""
         status = status_of(body)
         state = status.get("state")
+        if undecodable(body) and state not in FINAL_STATES:
+            return NOW  # to be failed with the reason
         if state in FINAL_STATES:
             if "finished" not in (status.get("accounted") or []) or unobserved(body):
                 return NOW
@@ -202,8 +205,17 @@ class RunRuntime:
         written once before each step call (so the call is durable before it is made), and
         once when the run waits or ends. Returns the body and when to look again (None:
         re-read it and go on)."""
-        status = WorkflowRunStatus.model_validate(status_of(body))
         now = self.now()
+        reason = undecodable(body)
+        if reason is not None and status_of(body).get("state") not in FINAL_STATES:
+            # Quarantined: never started with a part of its input; failed, saying why.
+            message = f"this run cannot be handled: its spec is {reason}; start a new one"
+            status = WorkflowRunStatus.model_validate(
+                {k: v for k, v in status_of(body).items() if k in ("accounted", "startTime")}
+            )
+            failed = executor.finish(status, RunState.FAILED, now, RunError(message=message))
+            return await self._end(key, body, failed), DONE
+        status = WorkflowRunStatus.model_validate(status_of(body))
         if status.state in FINAL_STATES:
             if "finished" not in status.accounted:
                 body = await self._end(key, body, status)

@@ -27,6 +27,7 @@ import aiohttp
 
 from controller.handlers.protocol import HttpReply, HttpRequestData
 from controller.kube.api import KubeApi
+from controller.kube.decoding import undecodable
 from controller.kube.objects import Body, Key
 from controller.kube.rest import Requester
 from controller.logs import get_logger
@@ -127,6 +128,8 @@ class WorkflowRuntime:
     # -- intake ------------------------------------------------------------------------------
 
     def observe_workflow(self, body: Body, event_type: str | None) -> None:
+        if undecodable(body):
+            event_type = "DELETED"  # quarantined: no trigger or schedule from a part of it
         self.triggers.observe(body, event_type)
         self.scheduler.observe(body, event_type)
 

@@ -126,6 +126,6 @@ def test_the_local_webhook_configuration_is_scoped_and_trusts_the_ca() -> None:
     (hook,) = config["webhooks"]
     assert hook["namespaceSelector"] == {"matchLabels": {"team": "a"}}
     assert hook["clientConfig"] == {"url": "https://127.0.0.1:1/validate", "caBundle": "UEVN"}
-    assert hook["rules"][0]["resources"] == ["apps", "blocks", "workflows"]
+    assert hook["rules"][0]["resources"] == ["apps", "blocks", "workflows", "workflowruns"]
     assert hook["failurePolicy"] == "Fail"
     assert "namespaceSelector" not in webhook_configuration("t", "u", b"")["webhooks"][0]

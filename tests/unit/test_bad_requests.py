@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controller.server import safe_json
+from controller import safe_json
 from controller.server.backend import IncomingRequest
 from controller.server.tokens import same
 from tests.support.runtimes import TOKENS, running

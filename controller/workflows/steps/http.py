@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from controller import safe_json
 from controller.handlers.protocol import ErrorReply, OutcomeReply
 from controller.workflows.steps.base import BuiltinReply, StepCall, StepTools, bad
 
@@ -63,8 +64,8 @@ async def run(call: StepCall, tools: StepTools) -> BuiltinReply:
         )
     payload: Any = raw.decode(errors="replace")
     if "json" in content_type:
-        with contextlib.suppress(json.JSONDecodeError):
-            payload = json.loads(raw) if raw else None
+        with contextlib.suppress(safe_json.JsonError):  # not JSON we accept: kept as text
+            payload = safe_json.loads(raw) if raw else None
     if status >= 500 or status == 429:
         retryable = bool(call.with_.get("retryOnServerError", True))
         return ErrorReply(

@@ -1,4 +1,5 @@
-"""JSON from the outside world, parsed so that no document can cost a 500.
+"""JSON from the outside world (requests, handler and step replies), parsed so that no
+document can cost a 500 or an unhandled error.
 
 `json.loads` accepts what Blockflow must refuse as bad input, and fails on some of it in
 ways that are not `ValueError`: a document nested 100,000 deep raises RecursionError, a
