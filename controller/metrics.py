@@ -103,6 +103,12 @@ ADMISSION_REVIEWS = Counter(
     registry=REGISTRY,
 )
 
+HANDLER_CALLS_IN_FLIGHT = Gauge(
+    "blockflow_handler_calls_in_flight",
+    "Handler and built-in step calls being made now (each within its handler's limit).",
+    registry=REGISTRY,
+)
+
 UNDECODABLE_OBJECTS = Counter(
     "blockflow_undecodable_objects",
     "Objects read from the API server nested too deep to handle, by kind (each is "

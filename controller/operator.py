@@ -35,6 +35,7 @@ from controller.kube.leader import LeaderElector, LostLeadership, PodLabel
 from controller.kube.rest import KubeApiError, RestClient
 from controller.listing import list_into, resync_every
 from controller.logs import get_logger
+from controller.runtime.calls import CallLimits
 from controller.runtime.events import EventPoster
 from controller.runtime.lifecycle import LifecycleRuntime
 from controller.runtime.memory import trim_when_idle
@@ -194,6 +195,7 @@ async def run_operator(
         transitions = Transitions()
         runtime = LifecycleRuntime(
             api,
+            calls=CallLimits(config.calls, config.calls_per_handler),
             workers=config.workers,
             http_transport_factory=http_transport_factory(http_session),
             public_url=base_url,

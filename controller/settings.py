@@ -25,6 +25,24 @@ class Settings(BaseSettings):
     workers: int = Field(
         default=32, ge=1, le=1024, description="Reconciles of different entities run at once."
     )
+    calls: int = Field(
+        default=256,
+        ge=1,
+        le=10_000,
+        description=(
+            "Handler and outside calls in flight at once, over all handlers (a call waits for "
+            "a slot; it never holds a reconcile worker while it waits or runs)."
+        ),
+    )
+    calls_per_handler: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description=(
+            "Calls in flight at once to one handler (an HTTP handler's host, a Python handler, "
+            "an http step's host): a slow handler fills only its own slots."
+        ),
+    )
     resync_seconds: float = Field(
         default=600.0,
         ge=5.0,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import ValidationError
@@ -94,6 +95,8 @@ class HttpTransport:
         self._session = session
         self._owns_session = session is None
         self._where = _display_url(self.url)
+        #: The handler this transport calls, for its concurrency limit: the endpoint's host.
+        self.target = f"http {urlsplit(self.url).netloc}"
 
     def __repr__(self) -> str:
         # The default repr would show the key's bytes to anyone logging the transport.

@@ -52,6 +52,8 @@ class PythonTransport:
     def __init__(self, handler: Handler, request_sync_of: SyncRequester = _no_sync) -> None:
         self.handler = handler
         self.request_sync_of = request_sync_of
+        #: The handler this transport calls, for its concurrency limit.
+        self.target = f"python {type(handler).__module__}.{type(handler).__qualname__}"
 
     async def info(self) -> HandlerInfo:
         return self.handler.info()

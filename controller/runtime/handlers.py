@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from controller.handlers.protocol import BlockTypeSpec, EntityInput, HandlerInfo
+from controller.handlers.protocol import BlockTypeSpec, EntityInput, HandlerInfo, HandlerRequest
 from controller.handlers.python_transport import PythonTransport, load_handler
 from controller.handlers.sdk import EntityKey
 from controller.handlers.transport import HandlerError, Transport
 from controller.kube.api import KubeApi
 from controller.kube.objects import Body, Key, deleting, spec_of
 from controller.lifecycle.signals import fingerprint
+from controller.runtime.calls import CallLimits, target_of
 from controller.runtime.inputs import EntityInputs
 from controller.runtime.store import Store
 
@@ -41,6 +42,11 @@ class AppHandle:
     transport: Transport
     info: HandlerInfo
     input: EntityInput
+    calls: CallLimits
+
+    async def call(self, request: HandlerRequest) -> Any:
+        """One call to the App's handler, within its concurrency limits."""
+        return await self.calls.call(self.transport, request)
 
 
 class HandlerSource(Protocol):
@@ -80,8 +86,10 @@ class HandlerResolver:
         http_transport_factory: HttpTransportFactory | None = None,
         request_sync: Callable[[EntityKey], Awaitable[None]] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        calls: CallLimits | None = None,
     ) -> None:
         self.api = api
+        self.calls = calls or CallLimits()
         self.store = store
         self.inputs = inputs
         self._http_factory = http_transport_factory
@@ -128,7 +136,8 @@ class HandlerResolver:
         clock = self.now().timestamp()
         if cached and cached[1] == handler_id and clock - cached[0] < INFO_TTL:
             return cached[2]
-        info = await transport.info()
+        async with self.calls.slot(target_of(transport)):
+            info = await transport.info()
         self._infos[app_key] = (clock, handler_id, info)
         return info
 
@@ -159,4 +168,5 @@ class HandlerResolver:
         transport = await self.transport(key, body)
         info = await self.info(key, body, transport)
         config = (await self.inputs.app_config(body))[0]
-        return AppHandle(body, transport, info, await self.inputs.entity_input(key, body, config))
+        entity = await self.inputs.entity_input(key, body, config)
+        return AppHandle(body, transport, info, entity, self.calls)

@@ -36,7 +36,7 @@ from controller.lifecycle.engine import Action, Decision, Observed
 from controller.lifecycle.gates import Gate
 from controller.lifecycle.signals import SignalRefError, find_cycle, fingerprint, resolve
 from controller.logs import get_logger
-from controller.runtime.calls import timed_call
+from controller.runtime.calls import CallLimits
 from controller.runtime.controller import DONE, NOW, KeyedController, Outcome
 from controller.runtime.events import EventPoster
 from controller.runtime.handlers import (
@@ -76,8 +76,10 @@ class LifecycleRuntime:
         public_url: str = "http://127.0.0.1:8080",
         events: EventPoster | None = None,
         transitions: Transitions | None = None,
+        calls: CallLimits | None = None,
     ) -> None:
         self.api = api
+        self.calls = calls or CallLimits()
         self.now = now
         self.rng = rng or random.Random()
         self.store = Store()
@@ -91,6 +93,7 @@ class LifecycleRuntime:
             http_transport_factory=http_transport_factory,
             request_sync=self.request_sync,
             now=now,
+            calls=self.calls,
         )
         self.controller: KeyedController[Key] = KeyedController(
             "lifecycle", self.reconcile, workers=workers
@@ -337,7 +340,7 @@ class LifecycleRuntime:
         request = await self.request_for(SyncRequest, key, body, ctx)
         assert ctx.transport is not None
         try:
-            reply = await timed_call(ctx.transport, request)
+            reply = await self.calls.call(ctx.transport, request)
         except HandlerError as exc:
             return engine.after_sync(obs, exc, now, self.rng), {}
         decision = engine.after_sync(
@@ -367,7 +370,7 @@ class LifecycleRuntime:
             ctx.config = ctx.app_config
         request = await self.request_for(DrainRequest, key, body, ctx)
         try:
-            reply = await timed_call(ctx.transport, request)
+            reply = await self.calls.call(ctx.transport, request)
         except HandlerError as exc:
             return engine.after_drain(obs, exc, now, self.rng), {}
         return engine.after_drain(obs, reply, now, self.rng), _status_fields(reply)

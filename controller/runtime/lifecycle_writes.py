@@ -27,7 +27,6 @@ from controller.kube.objects import Body, Key, deleting, status_of
 from controller.lifecycle import effects, gates
 from controller.lifecycle.engine import Decision
 from controller.logs import get_logger
-from controller.runtime.calls import timed_call
 from controller.runtime.controller import DONE, NOW, Outcome
 from controller.runtime.inputs import Context
 
@@ -163,7 +162,7 @@ class Writer:
                 TimerRequest, key, body, ctx, timer=_timer_input(status, timer)
             )
             try:
-                reply = await timed_call(ctx.transport, request)
+                reply = await rt.calls.call(ctx.transport, request)
             except HandlerError as exc:
                 timers, dropped = effects.timer_failed(status, timer, now, rt.rng)
                 then = "dropped" if dropped else "will retry"
@@ -215,7 +214,7 @@ class Writer:
         if ctx.transport is None:
             raise HandlerError(f"App {app} has no handler to call", reason="UnknownHandler")
         call = await rt.request_for(AppHttpRequest, key, body, ctx, request=request)
-        reply: HttpReply = await timed_call(ctx.transport, call)
+        reply: HttpReply = await rt.calls.call(ctx.transport, call)
         async with rt.controller.locked(key):
             current = rt.store.get(key) or body
             await self.write_effects(key, current, reply, {})

@@ -6,22 +6,66 @@
 - A key added several times before a worker picks it up runs once.
 - Delayed keys wait in one heap served by one timer task: no task per entity,
   nothing wakes while nothing is due. The earliest requested time wins.
+- At most ``workers`` keys are processed at once — but a key that waits on a handler
+  gives its worker slot back for the wait (:func:`off_worker`), so a slow handler holds
+  call slots (:mod:`controller.runtime.calls`), never the workers every other key needs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import heapq
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 from controller.logs import get_logger
 
 K = TypeVar("K", bound=Hashable)
 log = get_logger("blockflow.queue")
+
+
+class _WorkerSlot:
+    """The worker slot a key's processing holds; given back while it waits on a handler."""
+
+    __slots__ = ("_slots", "held")
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._slots.release()
+
+    async def reacquire(self) -> None:
+        if not self.held:
+            await self._slots.acquire()
+            self.held = True
+
+
+_SLOT: contextvars.ContextVar[_WorkerSlot | None] = contextvars.ContextVar(
+    "blockflow_worker_slot", default=None
+)
+
+
+@contextlib.asynccontextmanager
+async def off_worker() -> AsyncIterator[None]:
+    """Give the current key's worker slot back for the duration (a wait on a handler), and
+    take one again after. Outside a queue's processing, nothing happens."""
+    slot = _SLOT.get()
+    if slot is None or not slot.held:
+        yield
+        return
+    slot.release()
+    try:
+        yield
+    finally:
+        await slot.reacquire()
 
 
 class WorkQueue(Generic[K]):
@@ -93,40 +137,49 @@ class WorkQueue(Generic[K]):
     # -- consumers ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve the queue until cancelled."""
-        tasks = [
-            asyncio.create_task(self._worker(), name=f"worker-{i}") for i in range(self._workers)
-        ]
-        tasks.append(asyncio.create_task(self._timer(), name="queue-timer"))
+        """Serve the queue until cancelled: a task per key taken, at most ``workers`` holding
+        a worker slot at once."""
+        slots = asyncio.Semaphore(self._workers)
+        timer = asyncio.create_task(self._timer(), name="queue-timer")
+        running: set[asyncio.Task[None]] = set()
         try:
-            await asyncio.gather(*tasks)
+            while True:
+                await slots.acquire()
+                try:
+                    key = await self._ready.get()
+                except BaseException:
+                    slots.release()
+                    raise
+                task = asyncio.create_task(self._one(key, _WorkerSlot(slots)))
+                running.add(task)
+                task.add_done_callback(running.discard)
         finally:
-            for task in tasks:
+            for task in (timer, *running):
                 task.cancel()
-            for task in tasks:
+            for task in (timer, *running):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self._ready.get()
-            self._queued.discard(key)
-            self._active.add(key)
-            try:
-                await self._process(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The processor handles its own errors; this is the last line of defence.
-                log.exception("unhandled error while processing", key=str(key))
-            finally:
-                self._active.discard(key)
-                self._ready.task_done()
-            if key in self._dirty:
-                self._dirty.discard(key)
-                self.add(key)
-            if not self._queued and not self._active:
-                self._idle.set()
+    async def _one(self, key: K, slot: _WorkerSlot) -> None:
+        _SLOT.set(slot)  # this task's own context: off_worker() finds it
+        self._queued.discard(key)
+        self._active.add(key)
+        try:
+            await self._process(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The processor handles its own errors; this is the last line of defence.
+            log.exception("unhandled error while processing", key=str(key))
+        finally:
+            slot.release()
+            self._active.discard(key)
+            self._ready.task_done()
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+        if not self._queued and not self._active:
+            self._idle.set()
 
     async def _timer(self) -> None:
         while True:

@@ -38,7 +38,7 @@ from controller.handlers.protocol import (
 )
 from controller.handlers.transport import HandlerError, Transport
 from controller.kube.objects import Body, spec_of, status_of
-from controller.runtime.calls import timed_call
+from controller.runtime.calls import CallLimits
 from controller.runtime.handlers import AppHandle
 from controller.server.tokens import derived_token, token_hash
 from controller.workflows.activation import activation_errors, state_change_error
@@ -54,6 +54,9 @@ class Apps(Protocol):
     async def block_types(self, namespace: str, app: str) -> dict[str, BlockTypeSpec] | None: ...
 
     async def app_handle(self, namespace: str, app: str) -> AppHandle: ...
+
+    #: The limits every handler and outside call is made within.
+    calls: CallLimits
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,7 @@ class WorkflowActivator:
                 app=app.input,
                 metadata=CallMetadata(unique_activation_id=new_id, trigger_callback_url=url),
             )
-            reply = await timed_call(app.transport, request)
+            reply = await app.call(request)
         except (HandlerError, TemplateError) as exc:
             return _clip(f"activating trigger block {block.type} of App {block.app} failed: {exc}")
         if isinstance(reply, CompleteReply):
@@ -293,7 +296,7 @@ class WorkflowActivator:
                     ),
                 ),
             )
-            reply = await timed_call(app.transport, request)
+            reply = await app.call(request)
         except (HandlerError, TemplateError) as exc:
             return _clip(f"deactivating version {version} failed: {exc}")
         if isinstance(reply, CompleteReply):

@@ -29,7 +29,6 @@ from controller.handlers.transport import HandlerError
 from controller.kube.api import KubeApi
 from controller.kube.objects import Body, Key, spec_of, status_of
 from controller.logs import get_logger
-from controller.runtime.calls import timed_call
 from controller.runtime.store import Cache
 from controller.server.backend import IncomingRequest, Reply, problem
 from controller.server.cloudevents import EventError
@@ -156,8 +155,7 @@ class HttpBackend:
         meta = workflow["metadata"]
         try:
             app = await self.apps.app_handle(meta["namespace"], block.app)
-            reply = await timed_call(
-                app.transport,
+            reply = await app.call(
                 TriggerRequest(
                     entity=EntityInput(
                         kind="Workflow",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from controller.api.common import Condition, LifecycleState
 from controller.api.workflow import Step, WorkflowSpec
@@ -122,3 +123,11 @@ def find_step(spec: WorkflowSpec, name: str) -> Step:
 
 def find_record(status: WorkflowRunStatus, name: str) -> StepRecord:
     return next(r for r in status.steps if r.name == name)
+
+
+def builtin_target(step_type: str | None, with_: dict[str, Any]) -> str | None:
+    """What a built-in step calls, for its concurrency limit: an ``http`` step's host (a slow
+    host delays only the steps that call it); None for steps that call nothing outside."""
+    if step_type != "http":
+        return None
+    return f"http step {urlsplit(str(with_.get('url') or '')).netloc}"

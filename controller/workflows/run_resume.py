@@ -16,7 +16,6 @@ from controller.api.workflowrun import StepRecord, StepState, WorkflowRunStatus
 from controller.handlers.protocol import FinishRequest, HttpRequestData, NoOpReply
 from controller.handlers.transport import HandlerError
 from controller.kube.objects import Key, status_of
-from controller.runtime.calls import timed_call
 from controller.server.tokens import token_hash
 from controller.workflows import executor
 from controller.workflows.run_context import cel_context, find_record, find_step
@@ -62,8 +61,7 @@ class RunResumer:
         try:
             with_ = render(step.with_, cel_context(body, status), f"step {step.name}: with")
             app = await runs.apps.app_handle(key.namespace, step.uses.app)
-            reply = await timed_call(
-                app.transport,
+            reply = await app.call(
                 FinishRequest(
                     entity=runs.entity(body, status, step, with_),
                     app=app.input,

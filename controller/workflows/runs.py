@@ -42,7 +42,6 @@ from controller.kube.decoding import undecodable
 from controller.kube.objects import Body, Key, generation, spec_of, status_of, workflow_ref
 from controller.kube.rest import KubeApiError
 from controller.logs import get_logger
-from controller.runtime.calls import timed_call
 from controller.runtime.controller import DONE, NOW, KeyedController, Outcome
 from controller.runtime.events import EventPoster
 from controller.runtime.store import Cache
@@ -52,6 +51,7 @@ from controller.workflows.activator import Apps, TokenKeys
 from controller.workflows.admission import Verdict
 from controller.workflows.executor import Kind, StepReply
 from controller.workflows.run_context import (
+    builtin_target,
     call_metadata,
     cel_context,
     find_record,
@@ -323,7 +323,8 @@ class RunRuntime:
                 now=self.now(),
             )
             try:
-                return await self.builtins.execute(call)
+                async with self.apps.calls.slot(builtin_target(step.uses.type, with_)):
+                    return await self.builtins.execute(call)
             except KubeApiError as exc:
                 return ErrorReply(message=f"step {step.name}: {exc.message}", retryable=True)
         try:
@@ -334,7 +335,7 @@ class RunRuntime:
                 with_=with_,
                 metadata=self.metadata(record),
             )
-            reply: StepReply = await timed_call(app.transport, request)
+            reply: StepReply = await app.call(request)
             return reply
         except HandlerError as exc:
             return ErrorReply(
