@@ -174,6 +174,23 @@ class Cron:
             current = slot
 
 
+#: The most days each month can have (February: in a leap year).
+_LONGEST_MONTH = {
+    1: 31,
+    2: 29,
+    3: 31,
+    4: 30,
+    5: 31,
+    6: 30,
+    7: 31,
+    8: 31,
+    9: 30,
+    10: 31,
+    11: 30,
+    12: 31,
+}
+
+
 def parse_cron(expression: str) -> Cron:
     """Read a five-field cron expression or macro; CronError says what is wrong."""
     text = expression.strip()
@@ -192,6 +209,13 @@ def parse_cron(expression: str) -> Cron:
         _parse_field(raw, spec, number)
         for number, (raw, spec) in enumerate(zip(fields, _FIELDS, strict=True), 1)
     ]
+    if fields[2] not in ("*", "?") and fields[4] in ("*", "?"):
+        # Only the day of the month decides the day: it must occur in one of the months.
+        if not any(min(values[2]) <= _LONGEST_MONTH[month] for month in values[3]):
+            raise CronError(
+                f"{text!r} never fires: day {min(values[2])} of the month does not occur in "
+                f"month {', '.join(str(m) for m in values[3])}"
+            )
     return Cron(
         expression=text,
         minutes=values[0],

@@ -5,6 +5,8 @@
 - `${{ … }}` inside a longer string is interpolated as text (strings as they are,
   `true`/`false`/`null`, numbers, objects and lists as compact JSON).
 - Everything else — keys, numbers, strings without `${{` — is literal.
+- A `${{` without its `}}` is an error (refused at admission and activation; a run that
+  meets one fails the step), never text taken literally.
 
 CEL sees `event` (for a webhook: method, headers, query, body), `steps.<name>` (`id`,
 `data`), `workflow` and `run`. Errors name the field and the expression, never the data.
@@ -52,13 +54,31 @@ def _first_line(exc: Exception) -> str:
 
 def compile_errors(value: Any, path: str) -> list[str]:
     """Every expression in `value` that does not compile, as 'path: ${{ … }}: reason'."""
-    errors: list[str] = []
+    errors: list[str] = [f"{where}: {UNCLOSED}" for where in _unclosed(value, path)]
     for where, source in _expressions(value, path):
         try:
             _program(source)
         except Exception as exc:
             errors.append(f"{where}: ${{{{ {source} }}}} does not compile: {_first_line(exc)}")
     return errors
+
+
+UNCLOSED = "${{ is not closed: end the expression with }}"
+
+
+def _is_unclosed(text: str) -> bool:
+    return "${{" in _EXPRESSION.sub("", text)
+
+
+def _unclosed(value: Any, path: str) -> list[str]:
+    """The paths of strings with a ``${{`` that no ``}}`` closes."""
+    if isinstance(value, str):
+        return [path] if _is_unclosed(value) else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _unclosed(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _unclosed(v, f"{path}[{i}]")]
+    return []
 
 
 def _expressions(value: Any, path: str) -> list[tuple[str, str]]:
@@ -100,6 +120,8 @@ def render(value: Any, context: dict[str, Any], path: str = "with") -> Any:
             return _evaluate(whole.group(1).strip(), context, path)
         if "${{" not in value:
             return value
+        if _is_unclosed(value):
+            raise TemplateError(f"{path}: {UNCLOSED}")
         return _EXPRESSION.sub(
             lambda m: _as_text(_evaluate(m.group(1).strip(), context, path)), value
         )

@@ -12,6 +12,7 @@ import pytest
 
 from controller.workflows.schedule import (
     MACROS,
+    Cron,
     CronError,
     due_slots,
     next_wake,
@@ -291,12 +292,19 @@ def test_next_after_reads_the_schedule_in_the_time_zone() -> None:
     assert parse_cron("0 9 * * MON").next_after(utc(2026, 1, 4, 23), tokyo) == utc(2026, 1, 5, 0)
 
 
+def never_firing(expression: str = "0 0 30 2 *") -> Cron:
+    """A Cron that has no time (parse_cron refuses to make one): its search still ends."""
+    minute, hour, day, month, _ = expression.split()
+    fine = parse_cron(f"{minute} {hour} 1 {month} *")
+    return replace(fine, expression=expression, days=tuple(int(d) for d in day.split(",")))
+
+
 def test_a_schedule_that_never_fires_raises() -> None:
-    cron = parse_cron("0 0 30 2 *")
+    cron = never_firing()
     with pytest.raises(CronError, match=r"'0 0 30 2 \*' has no time within 5 years after"):
         cron.next_after(utc(2026, 1, 1), Z)
     with pytest.raises(CronError):
-        parse_cron("0 0 31 4,6,9,11 *").next_after(utc(2026, 1, 1), BERLIN)
+        never_firing("0 0 31 4,6,9,11 *").next_after(utc(2026, 1, 1), BERLIN)
 
 
 def test_next_after_needs_an_aware_datetime() -> None:
@@ -306,7 +314,7 @@ def test_next_after_needs_an_aware_datetime() -> None:
 
 def test_next_after_skips_instead_of_stepping_minute_by_minute() -> None:
     sparse = parse_cron("59 23 29 2 *")
-    never = parse_cron("0 0 30 2 *")
+    never = never_firing()
     started = time.perf_counter()
     for _ in range(20):
         assert sparse.next_after(utc(2026, 3, 1), BERLIN) == utc(2028, 2, 29, 22, 59)
@@ -424,7 +432,7 @@ def test_catch_up_reaches_back_over_sparse_schedules() -> None:
 
 
 def test_due_slots_of_a_schedule_that_never_fires_is_empty() -> None:
-    assert due_slots(parse_cron("0 0 30 2 *"), Z, utc(2020, 1, 1), utc(2026, 1, 1), 5) == []
+    assert due_slots(never_firing(), Z, utc(2020, 1, 1), utc(2026, 1, 1), 5) == []
 
 
 def test_due_slots_needs_an_aware_now() -> None:
@@ -440,3 +448,23 @@ def test_next_wake_is_the_next_slot_after_last_or_now() -> None:
     assert next_wake(EVERY_TEN, Z, None, utc(2026, 1, 1, 10, 40)) == utc(2026, 1, 1, 10, 50)
     with pytest.raises(CronError):
         next_wake(parse_cron("0 0 30 2 *"), Z, None, now)
+
+
+@pytest.mark.parametrize(
+    ("expression", "fires"),
+    [
+        ("0 0 30 2 *", False),  # February has no 30th
+        ("0 0 31 4,6,9,11 *", False),
+        ("0 0 29 2 *", True),  # leap years
+        ("0 0 31 4,7 *", True),
+        ("0 0 30 2 1", True),  # day of month OR day of week: every Monday in February
+    ],
+)
+def test_a_cron_whose_day_never_occurs_in_its_months_is_refused(
+    expression: str, fires: bool
+) -> None:
+    if fires:
+        parse_cron(expression)
+    else:
+        with pytest.raises(CronError, match="never fires"):
+            parse_cron(expression)

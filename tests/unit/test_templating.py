@@ -67,3 +67,14 @@ def test_compile_errors_are_found_before_any_run() -> None:
     (error,) = compile_errors(config, "spec.steps[0].with")
     assert error.startswith("spec.steps[0].with.bad[1]: ${{ 1 + }} does not compile: ")
     assert compile_errors({"plain": "no expressions"}, "with") == []
+
+
+def test_an_unclosed_expression_is_an_error_never_literal_text() -> None:
+    value = {"a": "${{ event.body.x", "b": ["${{ 1 }} and ${{ 2"], "c": "${{ 1 }} fine"}
+    assert compile_errors(value, "with") == [
+        "with.a: ${{ is not closed: end the expression with }}",
+        "with.b[0]: ${{ is not closed: end the expression with }}",
+    ]
+    with pytest.raises(TemplateError, match=r"with.a: \$\{\{ is not closed"):
+        render(value, {})
+    assert render({"c": "${{ 1 }} fine"}, {}) == {"c": "1 fine"}
