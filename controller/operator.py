@@ -217,6 +217,7 @@ async def run_operator(
             events_namespace=config.events_namespace,
             workers=config.workers,
             on_run_write=on_run_write,
+            api_reachable=client.reachable,
         )
         feed = ChangeFeed()  # the web page's live updates, fed by the watches below
         admission = await _serve_admission(config, runtime)

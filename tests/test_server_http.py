@@ -72,7 +72,7 @@ class RecordingBackend:
     ) -> Reply:
         return await self._answer("app_http", (namespace, app, path), request)
 
-    def readiness(self) -> tuple[bool, str]:
+    async def readiness(self) -> tuple[bool, str]:
         return self.ready
 
 
@@ -435,7 +435,7 @@ async def test_a_reply_that_is_not_json_is_a_500(server: Server) -> None:
 
 
 async def test_a_failing_readiness_check_is_not_ready(server: Server) -> None:
-    def broken() -> tuple[bool, str]:
+    async def broken() -> tuple[bool, str]:
         raise RuntimeError("boom")
 
     server.backend.readiness = broken  # type: ignore[method-assign]

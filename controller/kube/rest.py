@@ -11,11 +11,13 @@ so expiring tokens are refreshed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import ssl
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -98,6 +100,9 @@ class RestClient:
         self._login = login
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
+        #: When the API server last answered, and when reaching it last failed (monotonic).
+        self.last_answer = 0.0
+        self.last_failure = 0.0
         self._server = ""
         self.requests = 0
 
@@ -129,9 +134,15 @@ class RestClient:
         headers = {"Content-Type": content_type} if data is not None else {}
         for attempt in (1, 2):
             self.requests += 1
-            async with session.request(
-                method, self._server + path, data=data, headers=headers, params=params
-            ) as response:
+            try:
+                response = await session.request(
+                    method, self._server + path, data=data, headers=headers, params=params
+                )
+            except (aiohttp.ClientConnectionError, OSError, TimeoutError):
+                self.last_failure = time.monotonic()
+                raise
+            self.last_answer = time.monotonic()
+            async with response:
                 if response.status == 401 and attempt == 1:
                     session = await self._connect()
                     continue
@@ -149,6 +160,21 @@ class RestClient:
                     )
                 return payload if isinstance(payload, dict) else {}
         raise KubeApiError(401, "Unauthorized", "credentials were refused after a fresh login")
+
+    async def reachable(self, fresh: float = 10.0, probe_seconds: float = 3.0) -> bool:
+        """Whether the API server answers: it did within ``fresh`` seconds and nothing has
+        failed since, or it answers ``GET /version`` now within ``probe_seconds``."""
+        now = time.monotonic()
+        if self.last_answer > self.last_failure and now - self.last_answer < fresh:
+            return True
+        try:
+            await asyncio.wait_for(self.request("GET", "/version"), probe_seconds)
+        except KubeApiError:
+            return True  # it answered
+        except Exception:
+            self.last_failure = time.monotonic()
+            return False
+        return True
 
     async def close(self) -> None:
         if self._session is not None:

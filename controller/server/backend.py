@@ -72,6 +72,7 @@ class Backend(Protocol):
         """``ANY /apps/<ns>/<app>/http/<path>``: the App handler's `http` operation."""
         ...
 
-    def readiness(self) -> tuple[bool, str]:
-        """(ready, why not): ready once the watches have listed everything once."""
+    async def readiness(self) -> tuple[bool, str]:
+        """(ready, why not): ready once the watches have listed everything once, and while
+        the API server can be reached."""
         ...

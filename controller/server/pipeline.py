@@ -294,7 +294,7 @@ async def _healthz(server: Server, request: web.Request) -> web.StreamResponse:
 
 async def _readyz(server: Server, request: web.Request) -> web.StreamResponse:
     try:
-        ready, why = server.backend.readiness()
+        ready, why = await server.backend.readiness()
     except Exception as exc:
         _log_failure("/readyz", request.method, exc)
         ready, why = False, "the readiness check failed"

@@ -65,7 +65,7 @@ class HttpBackend:
         *,
         request_sync: Callable[[Key], None],
         app_endpoint: Callable[[str, str, HttpRequestData], Awaitable[HttpReply]],
-        readiness: Callable[[], tuple[bool, str]],
+        readiness: Callable[[], Awaitable[tuple[bool, str]]],
         now: Callable[[], Any],
         events_namespace: str = "default",
     ) -> None:
@@ -82,8 +82,8 @@ class HttpBackend:
         self.now = now
         self.events_namespace = events_namespace
 
-    def readiness(self) -> tuple[bool, str]:
-        return self._readiness()
+    async def readiness(self) -> tuple[bool, str]:
+        return await self._readiness()
 
     async def callback(self, token: str, request: IncomingRequest) -> Reply:
         status, body = await self.resumer.finish_callback(token, _request_data(request))

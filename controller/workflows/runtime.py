@@ -67,8 +67,10 @@ class WorkflowRuntime:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
         on_run_write: Callable[[Body], None] | None = None,
+        api_reachable: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.api = api
+        self.api_reachable = api_reachable
         self.now = now
         self.index = Indexes()
         self.status = WorkflowStatusWriter(api, cache, self.index, events, now)
@@ -174,10 +176,12 @@ class WorkflowRuntime:
         """Work started in the background and not finished yet (phase updates, events)."""
         return [*self._background, *self.triggers.publishing]
 
-    def readiness(self) -> tuple[bool, str]:
-        if self._ready or self.standby_ready:
-            return True, ""
-        return False, self.not_ready_because
+    async def readiness(self) -> tuple[bool, str]:
+        if not (self._ready or self.standby_ready):
+            return False, self.not_ready_because
+        if self.api_reachable is not None and not await self.api_reachable():
+            return False, "the Kubernetes API server cannot be reached"
+        return True, ""
 
     def processed(self) -> int:
         return self.runs.processed

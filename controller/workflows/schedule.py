@@ -209,13 +209,13 @@ def parse_cron(expression: str) -> Cron:
         _parse_field(raw, spec, number)
         for number, (raw, spec) in enumerate(zip(fields, _FIELDS, strict=True), 1)
     ]
-    if fields[2] not in ("*", "?") and fields[4] in ("*", "?"):
-        # Only the day of the month decides the day: it must occur in one of the months.
-        if not any(min(values[2]) <= _LONGEST_MONTH[month] for month in values[3]):
-            raise CronError(
-                f"{text!r} never fires: day {min(values[2])} of the month does not occur in "
-                f"month {', '.join(str(m) for m in values[3])}"
-            )
+    # When only the day of the month decides the day, it must occur in one of the months.
+    only_day_of_month = fields[2] not in ("*", "?") and fields[4] in ("*", "?")
+    if only_day_of_month and all(min(values[2]) > _LONGEST_MONTH[m] for m in values[3]):
+        raise CronError(
+            f"{text!r} never fires: day {min(values[2])} of the month does not occur in "
+            f"month {', '.join(str(m) for m in values[3])}"
+        )
     return Cron(
         expression=text,
         minutes=values[0],
