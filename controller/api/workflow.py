@@ -142,6 +142,18 @@ class WebhookTrigger(ApiModel):
     signature: WebhookSignature | None = Field(
         default=None, description="Reject requests whose HMAC signature does not match."
     )
+    delivery_id: str | None = Field(
+        default=None,
+        description=(
+            "Where a request's delivery id is, as `${{ CEL }}` over `event` (method, headers, "
+            "query, body), e.g. `${{ event.body.id }}` for Stripe: a re-delivery with an id "
+            "already seen starts no second run (200, duplicate: true). When omitted, the first "
+            "of these headers the request carries: Idempotency-Key, webhook-id, svix-id, "
+            "X-GitHub-Delivery, X-Gitea-Delivery, X-Gitlab-Event-UUID, X-Shopify-Webhook-Id, "
+            "X-Atlassian-Webhook-Identifier, I-Twilio-Idempotency-Token. A request without "
+            "an id starts a run."
+        ),
+    )
 
 
 class ScheduleTrigger(ApiModel):

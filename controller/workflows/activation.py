@@ -62,6 +62,8 @@ def _trigger_errors(spec: WorkflowSpec, offered: OfferedTypes) -> list[str]:
                 f"spec.trigger.schedule.timezone: unknown time zone {trigger.schedule.timezone!r}; "
                 "use an IANA name such as Europe/Berlin"
             )
+    if trigger.webhook is not None and trigger.webhook.delivery_id is not None:
+        errors += compile_errors(trigger.webhook.delivery_id, "spec.trigger.webhook.deliveryId")
     if trigger.block is not None:
         errors += _block_errors(
             trigger.block.app, trigger.block.type, "trigger", "spec.trigger.block", offered

@@ -35,6 +35,7 @@ from controller.server.cloudevents import EventError
 from controller.server.cloudevents import parse as parse_event
 from controller.server.tokens import same, token_hash
 from controller.workflows.activator import Apps, TokenKeys
+from controller.workflows.deliveries import delivery_id
 from controller.workflows.naming import event_key
 from controller.workflows.run_index import Indexes
 from controller.workflows.run_resume import RunResumer
@@ -120,9 +121,16 @@ class HttpBackend:
             event = _webhook_event(request)
         except ValueError as exc:
             return problem(400, str(exc))
-        name = await self.triggers.start_run(workflow, event, trigger="webhook")
+        delivery = delivery_id(event, webhook.delivery_id)
+        uid = workflow["metadata"]["uid"]
+        dedupe = None if delivery is None else event_key(f"webhook:{uid}", delivery)
+        name = await self.triggers.start_run(workflow, event, trigger="webhook", dedupe=dedupe)
+        if name is None:
+            metrics.EVENTS_RECEIVED.labels("duplicate").inc()
         if webhook.response is not None:
             return Reply(webhook.response.status, webhook.response.body, webhook.response.headers)
+        if name is None:  # a re-delivery: its run was started before
+            return Reply(200, {"duplicate": True, "delivery": delivery})
         return Reply(202, {"run": name})
 
     async def _check_signature(

@@ -157,3 +157,43 @@ async def test_a_watch_event_older_than_the_controllers_own_write_does_not_stran
         key = TOKENS.hook_key(wf["metadata"]["uid"])
         resumed = await rt.workflows.backend.hook("late-1", post({}, bearer=key))
         assert resumed.status == 200
+
+
+def delivered(payload: Any, **headers: str) -> IncomingRequest:
+    request = post(payload)
+    return IncomingRequest(
+        method="POST",
+        path="/",
+        headers={**request.headers, **headers},
+        query={},
+        body=request.body,
+        content_type="application/json",
+    )
+
+
+async def test_a_re_delivered_webhook_starts_no_second_run() -> None:
+    async with running() as rt:
+        github = await active(rt, "gh", workflow({"webhook": {}}, [NAP]))
+        stripe_trigger = {"webhook": {"deliveryId": "${{ event.body.id }}"}}
+        stripe = await active(rt, "stripe", workflow(stripe_trigger, [NAP]))
+        backend = rt.workflows.backend
+
+        async def send(wf: dict[str, Any], request: IncomingRequest) -> Reply:
+            return await backend.trigger(TOKENS.webhook(wf["metadata"]["uid"]), request)
+
+        first = await send(github, delivered({"n": 1}, **{"X-GitHub-Delivery": "d-1"}))
+        again = await send(github, delivered({"n": 1}, **{"X-GitHub-Delivery": "d-1"}))
+        other = await send(github, delivered({"n": 2}, **{"X-GitHub-Delivery": "d-2"}))
+        assert (first.status, again.status, other.status) == (202, 200, 202)
+        assert again.body == {"duplicate": True, "delivery": "x-github-delivery: d-1"}
+        # No id at all: every request is a new run, as before.
+        plain = [await send(github, delivered({"n": 3})) for _ in range(2)]
+        assert [r.status for r in plain] == [202, 202]
+
+        evt = [await send(stripe, delivered({"id": "evt_1"})) for _ in range(3)]
+        assert [r.status for r in evt] == [202, 200, 200]
+        no_id = [await send(stripe, delivered({"other": 1})) for _ in range(2)]
+        assert [r.status for r in no_id] == [202, 202]
+        await rt.settle()
+        counts = [(await rt.get("Workflow", n))["status"]["runCount"] for n in ("gh", "stripe")]
+        assert counts == [4, 3]
