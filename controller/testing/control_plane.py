@@ -203,6 +203,23 @@ class ControlPlane:
             raise ControlPlaneError("the node left behind:\n  " + "\n  ".join(left))
         return stopped
 
+    def restart_apiserver(self) -> None:
+        """Stop the API server and start it again, as an upgrade or a crash would: every
+        client's connections and watches break, etcd keeps the objects."""
+        state = self.load_state()
+        if state is None or not self.is_running(state):
+            raise ControlPlaneError("the control plane is not running")
+        pid = state.pids.pop("kube-apiserver", None)
+        if pid is not None:
+            _stop_process(pid)
+        binaries = Binaries(
+            Path(state.binaries["etcd"]),
+            Path(state.binaries["kube_apiserver"]),
+            Path(state.binaries["kube_controller_manager"]),
+            Path(state.binaries["kubectl"]),
+        )
+        self._start_apiserver(state, binaries, self._api_port(state), node=state.node)
+
     # -- the node -----------------------------------------------------------------------------
 
     def _api(self, state: State) -> Callable[[str, str], object]:

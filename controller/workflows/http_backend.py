@@ -206,7 +206,7 @@ class HttpBackend:
 
     async def hook(self, token: str, request: IncomingRequest) -> Reply:
         digest = token_hash(token)
-        waiting = sorted(self.index.hooks.get(digest, set()))
+        waiting = sorted(self.index.hooks.get(digest, set()))  # runs whose step has the hook
         if not waiting:
             return problem(404, "no step is waiting for this hook token")
         bearer = request.bearer()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from controller import metrics
-from controller.api.workflowrun import RunState, StepState
+from controller.api.workflowrun import RunState
 from controller.kube.objects import Body, Key, status_of, workflow_ref
 
 ACTIVE_STATES = (RunState.RUNNING, RunState.WAITING, RunState.PAUSED)
@@ -55,7 +55,9 @@ class Indexes:
             if record.get("callbackTokenHash"):
                 callbacks.append(record["callbackTokenHash"])
                 self.callbacks[record["callbackTokenHash"]] = (key, record["name"])
-            if record.get("hookTokenHash") and record.get("state") == StepState.WAITING:
+            if record.get("hookTokenHash"):
+                # Waiting or not: a hook re-sent after its answer was lost learns that its
+                # step has finished (410), not that no step ever waited for it (404).
                 hooks.append(record["hookTokenHash"])
                 self.hooks.setdefault(record["hookTokenHash"], set()).add(key)
         event_key = labels.get("blockflow.dev/event-key")

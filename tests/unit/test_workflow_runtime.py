@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from controller.server.backend import IncomingRequest, Reply
+from controller.workflows.run_index import Indexes
 from tests.support.runtimes import TOKENS, Runtimes, running
 
 NAP = {"name": "nap", "uses": {"type": "sleep"}, "with": {"seconds": 0}}
@@ -110,6 +111,13 @@ async def test_a_hook_resumes_its_waiting_run_with_the_hook_key_only() -> None:
         await rt.settle()
         run = await rt.get("WorkflowRun", started.body["run"])
         assert run["status"]["state"] == "completed"
+        # The same hook again (its answer was lost, say): the step has finished, and says so.
+        again = await backend.hook("order-7", post({"ok": True}, bearer=key))
+        assert again.status == 410, again.body
+        # And after a restart, from what the API server has: a new index knows the token.
+        fresh = Indexes()
+        fresh.put(rt.key("WorkflowRun", started.body["run"]), run)
+        assert fresh.hooks == rt.workflows.index.hooks != {}
 
 
 async def test_an_emitted_event_starts_the_subscribed_workflow_once() -> None:
