@@ -67,6 +67,7 @@ class HttpBackend:
         request_sync: Callable[[Key], None],
         app_endpoint: Callable[[str, str, HttpRequestData], Awaitable[HttpReply]],
         readiness: Callable[[], Awaitable[tuple[bool, str]]],
+        listed: Callable[[], bool] = lambda: True,
         now: Callable[[], Any],
         events_namespace: str = "default",
     ) -> None:
@@ -80,6 +81,7 @@ class HttpBackend:
         self.request_sync = request_sync
         self.app_endpoint = app_endpoint
         self._readiness = readiness
+        self.listed = listed
         self.now = now
         self.events_namespace = events_namespace
 
@@ -90,7 +92,18 @@ class HttpBackend:
         status, body = await self.resumer.finish_callback(token, _request_data(request))
         return Reply(status, body)
 
+    def _starting(self) -> Reply | None:
+        """A 503 until every run has been listed once: before that, a re-delivered webhook
+        or event would not be known as one, and would start a second run."""
+        if self.listed():
+            return None
+        reply = problem(503, "the controller is starting (listing workflows and runs)")
+        reply.headers["Retry-After"] = "2"
+        return reply
+
     async def trigger(self, token: str, request: IncomingRequest) -> Reply:
+        if (starting := self._starting()) is not None:
+            return starting
         route = self.triggers.route(token)
         if route is None:
             return problem(404, "unknown trigger URL")
@@ -244,6 +257,8 @@ class HttpBackend:
         return Reply(200, {"runs": resumed})
 
     async def events(self, namespace: str | None, request: IncomingRequest) -> Reply:
+        if (starting := self._starting()) is not None:
+            return starting
         namespace = namespace or self.events_namespace
         bearer = request.bearer()
         if bearer is None:

@@ -115,6 +115,7 @@ class WorkflowRuntime:
             request_sync=request_sync,
             app_endpoint=app_endpoint,
             readiness=self.readiness,
+            listed=lambda: self._ready,
             now=now,
             events_namespace=events_namespace,
         )

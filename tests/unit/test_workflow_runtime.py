@@ -205,3 +205,14 @@ async def test_a_re_delivered_webhook_starts_no_second_run() -> None:
         await rt.settle()
         counts = [(await rt.get("Workflow", n))["status"]["runCount"] for n in ("gh", "stripe")]
         assert counts == [4, 3]
+
+
+async def test_webhooks_and_events_wait_until_every_run_was_listed() -> None:
+    async with running() as rt:
+        wf = await active(rt, "wf", workflow({"webhook": {}}, [NAP]))
+        backend = rt.workflows.backend
+        backend.listed = lambda: False  # as right after a restart, before the first listing
+        for reply in (await webhook(rt, wf), await backend.events("ns", post({}, bearer="x"))):
+            assert reply.status == 503 and reply.headers["Retry-After"] == "2", reply
+        backend.listed = lambda: True
+        assert (await webhook(rt, wf)).status == 202
