@@ -114,6 +114,10 @@ class FakeKube:
             )
         )
 
+    def failures_left(self) -> int:
+        """Injected failures not used up yet."""
+        return sum(failure.times for failure in self._failures)
+
     def writes(self, method: str | None = None, path_contains: str = "") -> int:
         """How many writes (or requests of ``method``) were received for matching paths."""
         return sum(

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import aiohttp
+
 from controller.server.backend import IncomingRequest, Reply
 from controller.workflows.run_index import Indexes
+from tests.support.fake_kube import FakeKube
 from tests.support.runtimes import TOKENS, Runtimes, running
 
 NAP = {"name": "nap", "uses": {"type": "sleep"}, "with": {"seconds": 0}}
@@ -216,3 +219,15 @@ async def test_webhooks_and_events_wait_until_every_run_was_listed() -> None:
             assert reply.status == 503 and reply.headers["Retry-After"] == "2", reply
         backend.listed = lambda: True
         assert (await webhook(rt, wf)).status == 202
+
+
+async def test_a_connection_reset_on_a_run_status_write_is_retried_until_it_completes() -> None:
+    kube = FakeKube()
+    kube.fail("PATCH", "/workflowruns/", aiohttp.ClientOSError(104, "reset"), times=3)
+    async with running(kube) as rt:
+        wf = await active(rt, "wf", workflow({"webhook": {}}, [NAP]))
+        reply = await webhook(rt, wf)
+        await rt.settle()
+        run = await rt.get("WorkflowRun", reply.body["run"])
+        assert run["status"]["state"] == "completed"
+        assert rt.kube.failures_left() == 0
