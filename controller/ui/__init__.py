@@ -25,7 +25,7 @@ from aiohttp import web
 from controller.ui.live import ChangeFeed
 
 if TYPE_CHECKING:
-    from controller.ui.auth import Requester
+    from controller.kube.rest import Requester
     from controller.workflows.runtime import WorkflowRuntime
 
 

@@ -16,12 +16,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 
 from controller.api.kinds import GROUP
-from controller.kube.rest import KubeApiError
+from controller.kube.rest import KubeApiError, Requester
 from controller.server.tokens import derived_token, same
 
 TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
@@ -32,20 +32,6 @@ CACHE_SECONDS = 10.0
 CACHE_ENTRIES = 4096
 
 T = TypeVar("T")
-
-
-class Requester(Protocol):
-    """What the reviews need of :class:`controller.kube.rest.RestClient`."""
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        content_type: str = ...,
-        params: dict[str, str] | None = None,
-    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from yarl import URL
 
+from controller.kube.rest import Requester
 from controller.logs import get_logger
 from controller.server.limits import RateLimiter
 from controller.server.tokens import same
@@ -28,7 +29,6 @@ from controller.ui.approvals import Approvals
 from controller.ui.assets import CSP
 from controller.ui.auth import (
     Identity,
-    Requester,
     Reviewer,
     ReviewUnavailable,
     csrf_ok,
