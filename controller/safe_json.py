@@ -11,6 +11,7 @@ then cannot be written back as JSON to the API server). :func:`loads` turns each
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 #: Deepest nesting accepted: far beyond what an event or a form needs, far below recursion.
@@ -46,9 +47,15 @@ def _too_deep(data: bytes | str, limit: int) -> bool:
     text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
     if text.count("[") + text.count("{") <= limit:
         return False  # the usual case, without a pass in Python
+    return any(depth > limit for _, char, depth in brackets(text) if char in "[{")
+
+
+def brackets(text: str) -> Iterator[tuple[int, str, int]]:
+    """Each bracket outside strings: (index, bracket, depth), the depth inside it (an
+    opening bracket's level, counted from 1; a closing one's, before it closes)."""
     depth = 0
     in_string = escaped = False
-    for char in text:
+    for index, char in enumerate(text):
         if in_string:
             if escaped:
                 escaped = False
@@ -60,8 +67,7 @@ def _too_deep(data: bytes | str, limit: int) -> bool:
             in_string = True
         elif char in "[{":
             depth += 1
-            if depth > limit:
-                return True
+            yield index, char, depth
         elif char in "]}":
+            yield index, char, depth
             depth -= 1
-    return False

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from controller import metrics
+from controller.safe_json import brackets
 
 #: Deepest nesting of a document read from the API server (a watch event, a list, an
 #: object); deeper parts are cut off and their object quarantined.
@@ -117,33 +118,15 @@ def _cut(text: str, limit: int) -> str:
     """The JSON text with every container opened below ``limit`` levels replaced by a marker
     string (one pass over the characters, no recursion)."""
     out: list[str] = []
-    depth = 0
     start = 0  # where the text not yet copied begins
-    skipping_from = -1  # depth at which a cut container opened
-    in_string = escaped = False
-    for index, char in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-            continue
-        if char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limit and skipping_from < 0:
-                out.append(text[start:index])
-                out.append(json.dumps(_CUT))
-                skipping_from = depth
-        elif char in "]}":
-            if depth == skipping_from:
-                skipping_from = -1
-                start = index + 1
-            depth -= 1
-    out.append(text[start:] if skipping_from < 0 else "")
+    cut_at = 0  # the depth of the container being cut (0: none)
+    for index, char, depth in brackets(text):
+        if char in "[{" and depth > limit and not cut_at:
+            out += (text[start:index], json.dumps(_CUT))
+            cut_at = depth
+        elif char in "]}" and depth == cut_at:
+            cut_at, start = 0, index + 1
+    out.append("" if cut_at else text[start:])
     return "".join(out)
 
 

@@ -212,12 +212,7 @@ class ControlPlane:
         pid = state.pids.pop("kube-apiserver", None)
         if pid is not None:
             _stop_process(pid)
-        binaries = Binaries(
-            Path(state.binaries["etcd"]),
-            Path(state.binaries["kube_apiserver"]),
-            Path(state.binaries["kube_controller_manager"]),
-            Path(state.binaries["kubectl"]),
-        )
+        binaries = _plane_binaries(state)
         self._start_apiserver(state, binaries, self._api_port(state), node=state.node)
 
     # -- the node -----------------------------------------------------------------------------
@@ -235,12 +230,7 @@ class ControlPlane:
             pid = state.pids.pop(name, None)
             if pid is not None:
                 _stop_process(pid)
-        binaries = Binaries(
-            Path(state.binaries["etcd"]),
-            Path(state.binaries["kube_apiserver"]),
-            Path(state.binaries["kube_controller_manager"]),
-            Path(state.binaries["kubectl"]),
-        )
+        binaries = _plane_binaries(state)
         self._start_apiserver(state, binaries, self._api_port(state), node=True)
         self._start_controller_manager(state, binaries, node=True)
         self._start_node(state)
@@ -482,3 +472,13 @@ if __name__ == "__main__":
     from controller.testing.control_plane_cli import main
 
     raise SystemExit(main())
+
+
+def _plane_binaries(state: State) -> Binaries:
+    """The control plane's binaries, as recorded when it came up."""
+    return Binaries(
+        Path(state.binaries["etcd"]),
+        Path(state.binaries["kube_apiserver"]),
+        Path(state.binaries["kube_controller_manager"]),
+        Path(state.binaries["kubectl"]),
+    )

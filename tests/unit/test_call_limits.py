@@ -4,24 +4,13 @@ other key goes on (head-of-line blocking was: 50 slow step calls held all 32 wor
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
 from controller.runtime.calls import CallLimits
 from controller.runtime.controller import DONE, KeyedController, Outcome
-
-
-@contextlib.asynccontextmanager
-async def running(controller: KeyedController[str]) -> AsyncIterator[None]:
-    task = asyncio.create_task(controller.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+from tests.support.background import running
 
 
 async def until(condition: Callable[[], bool], seconds: float = 5) -> None:

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
 
 from controller.kube.rest import KubeApiError
 from controller.runtime.controller import DONE, Backoff, KeyedController, Outcome
+from tests.support.background import running
 
 FAST = Backoff(base=0.01, conflict=0.002, cap=0.04)
-
-
-@contextlib.asynccontextmanager
-async def running(controller: KeyedController[str]) -> AsyncIterator[None]:
-    task = asyncio.create_task(controller.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def recorder(

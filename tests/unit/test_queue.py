@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 
 from controller.runtime.queue import WorkQueue
+from tests.support.background import running as serving
 
 
 class Recorder:
@@ -36,17 +35,6 @@ class Recorder:
         self.calls.append(key)
         self.changed.set()
         self.running.discard(key)
-
-
-@contextlib.asynccontextmanager
-async def serving(queue: WorkQueue[str]) -> AsyncIterator[None]:
-    task = asyncio.create_task(queue.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_keys_added_twice_before_processing_run_once() -> None:
