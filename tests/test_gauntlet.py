@@ -18,6 +18,7 @@ import time
 import urllib.error
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -112,6 +113,17 @@ def until_answered(send: Callable[[], int], done: set[int], what: str, within: f
         time.sleep(0.2)
 
 
+def deliver(url: str, i: int) -> int:
+    """Webhook ``i``; a re-delivery carries the same Idempotency-Key."""
+    headers = {"Idempotency-Key": f"delivery-{i}"}
+    return http("POST", url, {"tok": f"t-{i}"}, headers=headers)[0]
+
+
+def hook(base: str, hook_key: str, i: int) -> int:
+    auth = {"Authorization": f"Bearer {hook_key}"}
+    return http("POST", f"{base}/hooks/t-{i}", {}, headers=auth)[0]
+
+
 def the_run(kubectl: Kubectl, namespace: str, tok: str) -> str:
     """The run of a hook token, as the API server has it (for a failure's message)."""
     for run in runs(kubectl, namespace, "gauntlet"):
@@ -170,23 +182,15 @@ def test_kill_9_every_few_seconds_and_an_api_server_restart_lose_nothing(
             hook_key = secret_value(kubectl, namespace, "gauntlet-workflow-signals", "hookKey")
             started = time.monotonic()
             for i in range(RUNS):
-                headers = {"Idempotency-Key": f"delivery-{i}"}
-                until_answered(
-                    lambda i=i, h=headers: http("POST", url, {"tok": f"t-{i}"}, headers=h)[0],
-                    {200, 202},
-                    f"webhook {i}",
-                )
+                until_answered(partial(deliver, url, i), {200, 202}, f"webhook {i}")
                 if i == RUNS // 2 and cluster.plane is not None:
                     cluster.plane.restart_apiserver()
             sent = time.monotonic()
-            auth = {"Authorization": f"Bearer {hook_key}"}
             for i in range(RUNS):
                 try:
-                    until_answered(
-                        lambda i=i: http("POST", f"{base}/hooks/t-{i}", {}, headers=auth)[0],
-                        {200, 410},  # 410: resumed by an earlier POST whose answer was lost
-                        f"hook t-{i}",
-                    )
+                    # 410: resumed by an earlier POST whose answer was lost
+                    resume = partial(hook, base, hook_key, i)
+                    until_answered(resume, {200, 410}, f"hook t-{i}")
                 except AssertionError as exc:
                     raise AssertionError(
                         f"{exc}\n{the_run(kubectl, namespace, f't-{i}')}"

@@ -31,6 +31,7 @@ from controller.handlers.protocol import (
 from controller.handlers.transport import HandlerError
 from controller.lifecycle import conditions, engine
 from controller.lifecycle.engine import Action, Decision, Observed
+from controller.runtime.calls import CallLimits
 from controller.runtime.handlers import AppHandle
 from controller.workflows.activation import phase_for
 from controller.workflows.activator import (
@@ -347,6 +348,8 @@ class UnreachableApps:
 
     async def app_handle(self, namespace: str, app: str) -> AppHandle:
         raise HandlerError(f"App {app}: connection refused", reason="HandlerUnavailable")
+
+    calls = CallLimits()
 
 
 WEBHOOK_SPEC: dict[str, Any] = {
