@@ -19,7 +19,11 @@ _LIMITS: tuple[tuple[int, str], ...] = (
     (413, "The request body is larger than the limit; nothing changed."),
     (429, "Too many requests for this token; retry after `Retry-After` seconds."),
     (500, "An unexpected error; nothing is said about it beyond that."),
-    (503, "The Kubernetes API server cannot be reached; nothing changed, retry later."),
+    (
+        503,
+        "The Kubernetes API server cannot be reached, or the controller is starting; nothing "
+        "changed, retry after `Retry-After` seconds.",
+    ),
 )
 
 
@@ -99,8 +103,9 @@ def _trigger_route(method: str, operation_id: str) -> Route:
         responses=(
             (
                 200,
-                "The trigger block ignored the request (`{ignored: true}`), or a webhook's "
-                "static response said 200.",
+                "The trigger block ignored the request (`{ignored: true}`), a webhook's "
+                "delivery id was seen before and its run started then (`{duplicate: true, "
+                "delivery}`), or a webhook's static response said 200.",
             ),
             (
                 202,
@@ -171,8 +176,8 @@ ROUTES: tuple[Route, ...] = (
             (200, "Delivered: `{runs: {<run>: <step state>}}`."),
             (400, "The payload is malformed or fails the step's schema; nothing changed."),
             (401, "Missing or wrong `Authorization: Bearer <hookKey>`."),
-            (404, "No step waits on this token."),
-            (410, "The hook is closed (its run is finished); nothing changed."),
+            (404, "No step has this token."),
+            (410, "The step has finished (the hook was taken, or its run ended); nothing changed."),
             *_LIMITS,
         ),
         bearer=True,
