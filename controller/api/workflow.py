@@ -114,7 +114,13 @@ class Step(ApiModel):
         default=None, description="Overrides the workflow's retryPolicy for this step."
     )
     timeout_seconds: int | None = Field(
-        default=None, ge=1, description="Fails the step when it has not finished in time."
+        default=None,
+        ge=1,
+        description=(
+            "How long one attempt may take, a call in flight or a wait for its callback or "
+            "hook included: when it falls due the attempt fails as timed out (a late answer "
+            "is not recorded) and is retried per the retry policy."
+        ),
     )
 
 
@@ -235,7 +241,9 @@ class WorkflowSpec(ApiModel):
         description="Steps run when errorHandling is Fallback and a step fails.",
     )
     timeout_seconds: int | None = Field(
-        default=None, ge=1, description="Fails a run that has not finished in time."
+        default=None,
+        ge=1,
+        description="Fails a run that has not finished in time, a step call in flight included.",
     )
     concurrency: Concurrency | None = Field(default=None, description="Limit on active runs.")
     successful_runs_limit: int = Field(

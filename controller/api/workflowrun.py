@@ -96,6 +96,10 @@ class StepRecord(ApiModel):
     outcome: StepOutcome | None = Field(default=None, description="The step's outcome.")
     error: StepError | None = Field(default=None, description="The last error.")
     started_at: datetime | None = Field(default=None, description="When the first attempt started.")
+    attempt_started_at: datetime | None = Field(
+        default=None,
+        description="When the current attempt started: the step's timeoutSeconds counts from here.",
+    )
     finished_at: datetime | None = Field(default=None, description="When the step finished.")
     wake_at: datetime | None = Field(
         default=None, description="When a waiting step (sleep, retry backoff, timeout) wakes up."

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from controller import metrics
 from controller.handlers.protocol import HandlerRequest
 from controller.handlers.transport import Transport
 from controller.runtime.queue import off_worker
+
+T = TypeVar("T")
 
 #: Calls in flight at once, over all handlers (BLOCKFLOW_CALLS).
 TOTAL_CALLS = 256
@@ -82,6 +84,22 @@ class CallLimits:
         transport."""
         async with self.slot(target_of(transport)):
             return await timed_call(transport, request)
+
+
+async def before(deadline: float | None, call: Awaitable[T]) -> T | None:
+    """``call``'s result, or None when ``deadline`` (seconds from now; None: no deadline)
+    falls due first: the call is cancelled, and whatever it would have answered is not
+    taken. A TimeoutError of the call's own is raised as usual."""
+    if deadline is None:
+        return await call
+    limit = asyncio.timeout(max(0.0, deadline))
+    try:
+        async with limit:
+            return await call
+    except TimeoutError:
+        if limit.expired():
+            return None
+        raise
 
 
 def target_of(transport: Transport) -> str | None:

@@ -119,9 +119,27 @@ def next_action(spec: WorkflowSpec, status: WorkflowRunStatus, now: datetime) ->
 
 
 def _step_deadline(step: Step, record: StepRecord) -> datetime | None:
-    if step.timeout_seconds and record.started_at is not None:
-        return record.started_at + timedelta(seconds=step.timeout_seconds)
+    """When the current attempt times out (None: no timeout, or no attempt under way — a
+    step waiting for its retry is between attempts)."""
+    between = record.state is StepState.WAITING and record.error is not None
+    began = record.attempt_started_at or record.started_at
+    if step.timeout_seconds and began is not None and not between:
+        return began + timedelta(seconds=step.timeout_seconds)
     return None
+
+
+def time_left(
+    spec: WorkflowSpec, status: WorkflowRunStatus, name: str, now: datetime
+) -> float | None:
+    """Seconds until a call of this step must be abandoned: its attempt's timeout or the
+    run's, whichever comes first (None: neither is set)."""
+    record = _record(status, name)
+    step = dict(_steps_in_order_all(spec)).get(name)
+    started = status.started_at or now
+    run = started + timedelta(seconds=spec.timeout_seconds) if spec.timeout_seconds else None
+    own = _step_deadline(step, record) if step is not None and record is not None else None
+    due = min((t for t in (own, run) if t is not None), default=None)
+    return None if due is None else (due - now).total_seconds()
 
 
 def timed_out(spec: WorkflowSpec, status: WorkflowRunStatus, name: str, now: datetime) -> bool:
@@ -163,8 +181,15 @@ def begin_attempt(
         record.state is StepState.WAITING and record.error is None and record.attempts > 0
     )
     attempts = record.attempts if resumed else record.attempts + 1
+    began = record.attempt_started_at if resumed and record.attempt_started_at else now
     updated = record.model_copy(
-        update={"state": StepState.RUNNING, "attempts": attempts, "wake_at": None, **extra}
+        update={
+            "state": StepState.RUNNING,
+            "attempts": attempts,
+            "attempt_started_at": began,
+            "wake_at": None,
+            **extra,
+        }
     )
     steps = [updated if r.name == name else r for r in steps]
     return status.model_copy(
@@ -277,15 +302,19 @@ def wait_until(
 
 
 def record_timeout(
-    spec: WorkflowSpec, status: WorkflowRunStatus, name: str, now: datetime
+    spec: WorkflowSpec,
+    status: WorkflowRunStatus,
+    name: str,
+    now: datetime,
+    rng: random.Random | None = None,
 ) -> WorkflowRunStatus:
-    """A step passed its timeoutSeconds: it fails (and error handling decides what follows)."""
-    record = _record(status, name)
-    assert record is not None
+    """A step's attempt passed its timeoutSeconds: the attempt fails as timed out, and is
+    retried per the retry policy (then error handling decides what follows)."""
     step = dict(_steps_in_order_all(spec))[name]
-    return _fail_step(
-        spec, status, record, f"step {name} timed out after {step.timeout_seconds}s", now
+    timeout = ErrorReply(
+        message=f"step {name} timed out after {step.timeout_seconds}s", retryable=True
     )
+    return record_reply(spec, status, name, timeout, now, rng or random.Random())
 
 
 def cancel(status: WorkflowRunStatus, now: datetime) -> WorkflowRunStatus:

@@ -42,6 +42,7 @@ from controller.kube.decoding import undecodable
 from controller.kube.objects import Body, Key, generation, spec_of, status_of, workflow_ref
 from controller.kube.rest import KubeApiError
 from controller.logs import get_logger
+from controller.runtime.calls import before
 from controller.runtime.controller import DONE, NOW, KeyedController, Outcome
 from controller.runtime.events import EventPoster
 from controller.runtime.store import Cache
@@ -270,7 +271,7 @@ class RunRuntime:
             assert action.step is not None
             name = action.step
             if executor.timed_out(spec, status, name, now):
-                status, dirty = executor.record_timeout(spec, status, name, now), True
+                status, dirty = executor.record_timeout(spec, status, name, now, self.rng), True
                 continue
             step = find_step(spec, name)
             uid = body["metadata"]["uid"]
@@ -286,7 +287,12 @@ class RunRuntime:
                 body = await self._write(body, begun, snapshot=snapshot)
                 snapshot = False
             started = self.now()
-            reply = await self._execute(body, spec, begun, step, find_record(begun, name))
+            left = executor.time_left(spec, begun, name, started)  # the attempt's or the run's
+            call = self._execute(body, spec, begun, step, find_record(begun, name))
+            reply = await before(None if left is None else left + 0.01, call)
+            if reply is None:  # timed out mid-call: recorded next, a late answer never
+                status, dirty = begun, True
+                continue
             kind = step.uses.type if step.uses.app is None else "block"
             metrics.STEP_SECONDS.labels(kind).observe((self.now() - started).total_seconds())
             if isinstance(reply, Wait):

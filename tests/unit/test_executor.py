@@ -230,3 +230,38 @@ def test_a_run_waiting_for_a_callback_wakes_at_its_run_timeout_and_fails() -> No
     late = ex.next_action(workflow, status, NOW + timedelta(seconds=61))
     assert (late.kind, late.state) == (Kind.FINISH, RunState.FAILED)
     assert late.error is not None and late.error.message == "run timed out after 60s"
+
+
+def test_a_timed_out_attempt_is_retried_per_the_policy_and_each_attempt_has_its_own_clock() -> None:
+    workflow = spec(
+        steps=[{"name": "a", "uses": {"type": "http"}, "timeoutSeconds": 2,
+                "retryPolicy": {"maxAttempts": 2, "backoff": {"initialSeconds": 1}}}]
+    )  # fmt: skip
+    first = ex.begin_attempt(WorkflowRunStatus(), "a", "uid", NOW)
+    assert ex.time_left(workflow, first, "a", NOW) == 2.0
+    # The call is still in flight at its deadline: the attempt times out and is retried.
+    late = NOW + timedelta(seconds=2)
+    assert ex.timed_out(workflow, first, "a", late)
+    retrying = ex.record_timeout(workflow, first, "a", late, random.Random(1))
+    a = record(retrying, "a")
+    assert (a.state, a.error.message, a.error.retryable) == (
+        StepState.WAITING, "step a timed out after 2s", True
+    )  # fmt: skip
+    # Between attempts no timeout runs; the second attempt has two seconds of its own.
+    assert not ex.timed_out(workflow, retrying, "a", late + timedelta(seconds=30))
+    again_at = a.wake_at
+    second = ex.begin_attempt(retrying, "a", "uid", again_at)
+    assert record(second, "a").attempts == 2
+    assert ex.time_left(workflow, second, "a", again_at) == 2.0
+    failed = ex.record_timeout(workflow, second, "a", again_at + timedelta(seconds=2))
+    assert failed.state is RunState.FAILED
+    assert failed.error is not None and failed.error.message == "step a timed out after 2s"
+
+
+def test_the_run_timeout_bounds_a_call_in_flight_too() -> None:
+    workflow = spec(timeoutSeconds=3, steps=[{"name": "a", "uses": {"type": "http"}}])
+    status = ex.begin_attempt(WorkflowRunStatus(), "a", "uid", NOW)
+    assert ex.time_left(workflow, status, "a", NOW + timedelta(seconds=1)) == 2.0
+    ended = ex.next_action(workflow, status, NOW + timedelta(seconds=3))
+    assert ended.kind is Kind.FINISH and ended.state is RunState.FAILED
+    assert ex.time_left(spec(), status, "a", NOW) is None  # no timeout set: no deadline
