@@ -52,6 +52,10 @@ class Counted:
     ended: int
 
 
+#: The counters a Workflow's status always has.
+COUNTERS = ("runCount", "successCount", "failureCount", "ignoredCount")
+
+
 def counts_patch(status: dict[str, Any], batch: list[Count], now_iso: str) -> Counted:
     """The status patch that adds ``batch`` to the counters in ``status`` (without the
     phase, which the caller adds). Counts already recorded in `counted` are skipped."""
@@ -74,6 +78,9 @@ def counts_patch(status: dict[str, Any], batch: list[Count], now_iso: str) -> Co
         patch["failureCount"] = int(status.get("failureCount") or 0) + failures
     if ignored:
         patch["ignoredCount"] = int(status.get("ignoredCount") or 0) + ignored
+    for name in COUNTERS:  # 0, not absent, before the first run (kubectl shows 0)
+        if name not in status and name not in patch:
+            patch[name] = 0
     return Counted(patch, started - len(ended), len(ended))
 
 

@@ -89,29 +89,38 @@ STARTED_2 = counters.run_count("uid-2", "started", RunState.RUNNING)
 NOW = "2026-12-03T12:00:00+00:00"
 
 
+ZEROS = dict.fromkeys(counters.COUNTERS, 0)
+
+
 @pytest.mark.parametrize(
     ("status", "batch", "patch", "delta"),
     [
-        ({}, [], {}, 0),
+        ({}, [], ZEROS, 0),  # counters are 0, not absent, before the first run
+        (ZEROS, [], {}, 0),
         (
             {},
             [STARTED],
-            {"counted": [STARTED.digest], "runCount": 1, "lastRunAt": NOW},
+            {**ZEROS, "counted": [STARTED.digest], "runCount": 1, "lastRunAt": NOW},
             1,
         ),
         (
-            {"runCount": 4, "counted": [STARTED_2.digest]},
+            {**ZEROS, "runCount": 4, "counted": [STARTED_2.digest]},
             [STARTED, STARTED_2],  # uid-2's start was counted before a crash
             {"counted": [STARTED_2.digest, STARTED.digest], "runCount": 5, "lastRunAt": NOW},
             1,
         ),
         (
-            {"successCount": 2, "failureCount": 1},
+            {**ZEROS, "successCount": 2, "failureCount": 1},
             [DONE_OK, FAILED],
             {"counted": [DONE_OK.digest, FAILED.digest], "successCount": 3, "failureCount": 2},
             -2,
         ),
-        ({"ignoredCount": 7}, [counters.IGNORED, counters.IGNORED], {"ignoredCount": 9}, 0),
+        (
+            {**ZEROS, "ignoredCount": 7},
+            [counters.IGNORED, counters.IGNORED],
+            {"ignoredCount": 9},
+            0,
+        ),
     ],
 )
 def test_counts_patch(
