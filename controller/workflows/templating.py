@@ -52,6 +52,30 @@ def _first_line(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
+_POSITION = re.compile(r"<input>:\d+:(\d+): (.*)")
+_EXPECTING = re.compile(r"\s*expecting \{.*\}\s*$")
+_FOUND = re.compile(r"(?:mismatched input|no viable alternative at input|extraneous input) (\S+)")
+
+
+def _compile_reason(exc: Exception) -> str:
+    """The parser's complaint in one line: where, and what it found (not its whole list of
+    the tokens it would have taken)."""
+    text = _first_line(exc)
+    found = _POSITION.search(text)
+    if found is None:
+        return _EXPECTING.sub("", text)
+    column, detail = found.group(1), _EXPECTING.sub("", found.group(2))
+    detail = detail.removeprefix("Syntax error: ")
+    if "'<EOF>'" in detail:
+        return f"it ends at column {column} where more is needed"
+    token = re.search(
+        r"(?:mismatched input|no viable alternative at input|extraneous input) (\S+)", detail
+    )
+    if token is not None:
+        return f"unexpected {token.group(1)} at column {column}"
+    return f"{detail} (column {column})"
+
+
 def compile_errors(value: Any, path: str) -> list[str]:
     """Every expression in `value` that does not compile, as 'path: ${{ … }}: reason'."""
     errors: list[str] = [f"{where}: {UNCLOSED}" for where in _unclosed(value, path)]
@@ -59,7 +83,7 @@ def compile_errors(value: Any, path: str) -> list[str]:
         try:
             _program(source)
         except Exception as exc:
-            errors.append(f"{where}: ${{{{ {source} }}}} does not compile: {_first_line(exc)}")
+            errors.append(f"{where}: ${{{{ {source} }}}} does not compile: {_compile_reason(exc)}")
     return errors
 
 

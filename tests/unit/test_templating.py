@@ -78,3 +78,18 @@ def test_an_unclosed_expression_is_an_error_never_literal_text() -> None:
     with pytest.raises(TemplateError, match=r"with.a: \$\{\{ is not closed"):
         render(value, {})
     assert render({"c": "${{ 1 }} fine"}, {}) == {"c": "1 fine"}
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("${{ 1 + }}", "it ends at column 4 where more is needed"),
+        ("${{ a b }}", "unexpected 'b' at column 3"),
+    ],
+)
+def test_a_compile_error_is_one_line_naming_the_field_and_the_expression(
+    expression: str, reason: str
+) -> None:
+    (error,) = compile_errors({"u": expression}, "with")
+    assert error == f"with.u: {expression} does not compile: {reason}"
+    assert "expecting" not in error
