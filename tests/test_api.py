@@ -135,7 +135,9 @@ def test_category_short_names_and_printer_columns(kubectl: Kubectl, namespace: s
     blocks_header = kubectl.run("get", "blk", "-n", namespace).stdout.splitlines()[0].split()
     assert blocks_header == ["NAME", "APP", "TYPE", "STATUS", "DESCRIPTION", "AGE"]
     workflow_header = kubectl.run("get", "bfwf", "-n", namespace).stdout.splitlines()[0]
-    assert workflow_header.split() == ["NAME", "PHASE", "VERSION", "RUNS", "LAST", "RUN", "AGE"]
+    assert workflow_header.split() == [
+        "NAME", "PHASE", "STATUS", "VERSION", "RUNS", "LAST", "RUN", "DESCRIPTION", "AGE"
+    ]  # fmt: skip
     assert kubectl.run("get", "wfr", "-n", namespace).returncode == 0
 
 

@@ -88,9 +88,11 @@ WORKFLOW = KindInfo(
     description="Event-triggered automation: a trigger plus ordered steps, with retries.",
     columns=(
         PrinterColumn("Phase", ".status.phase", description="Draft, Activated, Paused, ..."),
+        _LIFECYCLE_COLUMNS[0],  # failed when an activation is refused, while Phase stays
         PrinterColumn("Version", ".status.version", "integer", "Workflow version."),
         PrinterColumn("Runs", ".status.runCount", "integer", "Runs started."),
         PrinterColumn("Last Run", ".status.lastRunAt", "date", "When the last run started."),
+        _LIFECYCLE_COLUMNS[1],  # why (a refused activation names the field and the fix)
         _AGE,
     ),
 )
