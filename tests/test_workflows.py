@@ -446,6 +446,22 @@ def test_a_trigger_block_activates_once_per_version_and_its_old_url_stops_after_
     status_ = eventually(refused, what="activation refused")
     assert "the ticket system is down" in status_["lifecycle"]["description"]
     assert status_.get("activation") is None
+    # The activation is retried with backoff, and the handler sees each attempt counted.
+    retried = eventually(
+        lambda: (
+            (
+                get_workflow(kubectl, namespace, "tickets")["status"].get("activationAttempts")
+                or {}
+            ).get("attempts", 0)
+            >= 2
+        ),
+        timeout=20,
+        what="a second activation attempt",
+    )
+    assert retried
+    attempts = [call["metadata"]["attempt"] for call in service.received("activate")]
+    last = attempts[-1]
+    assert last >= 2 and attempts[-last:] == list(range(1, last + 1)), attempts
     kubectl.run("delete", "workflow", "tickets", "-n", namespace, "--wait=false")
     eventually(
         lambda: (

@@ -270,6 +270,13 @@ class Activation(ApiModel):
     )
 
 
+class ActivationAttempts(ApiModel):
+    """Attempts to activate a version's trigger block that have not succeeded yet."""
+
+    version: int = Field(description="The Workflow version being activated.")
+    attempts: int = Field(ge=1, description="Calls of `activate` made for it so far.")
+
+
 class WorkflowStatus(EntityStatus):
     """Observed state of a Workflow."""
 
@@ -281,6 +288,13 @@ class WorkflowStatus(EntityStatus):
     )
     activation: Activation | None = Field(
         default=None, description="The current trigger activation."
+    )
+    activation_attempts: ActivationAttempts | None = Field(
+        default=None,
+        description=(
+            "While a trigger block's activation is retried: the attempts made (its handler "
+            "sees the next one as metadata.attempt); cleared once activated."
+        ),
     )
     last_run_at: datetime | None = Field(default=None, description="When the last run started.")
     run_count: int = Field(default=0, ge=0, description="Runs started.")

@@ -192,11 +192,18 @@ class WorkflowActivator:
         url = self.tokens.url("triggers", token) if token else None
         if spec.trigger.block is not None:
             assert url is not None
-            failure = await self._activate(spec, version, new_id, url)
+            earlier = status.get("activationAttempts") or {}
+            attempt = (
+                int(earlier.get("attempts") or 0) + 1 if earlier.get("version") == version else 1
+            )
+            failure = await self._activate(spec, version, new_id, url, attempt)
             if failure:
                 # Not enabled: nothing of this version routes, nothing will deactivate it.
                 return self._sync_reply(
-                    new_status="failed", custom_status_description=failure, activation=None
+                    new_status="failed",
+                    custom_status_description=failure,
+                    activation=None,
+                    attempts={"version": version, "attempts": attempt},
                 )
         activated = {
             "uniqueActivationId": new_id,
@@ -212,17 +219,22 @@ class WorkflowActivator:
             custom_status_description=f"Active: version {version} activated",
             signal_updates=signals,
             activation=activated,
+            attempts=None if status.get("activationAttempts") else _KEEP,
         )
 
     def _version(self) -> int:
         return int(self.body["metadata"].get("generation", 1))
 
-    def _sync_reply(self, *, activation: Any = _KEEP, **reply: Any) -> ActivationSyncReply:
+    def _sync_reply(
+        self, *, activation: Any = _KEEP, attempts: Any = _KEEP, **reply: Any
+    ) -> ActivationSyncReply:
         """A sync reply with the status fields it decides: the version, and the activation
-        when it changes (``_KEEP``: unchanged, not written)."""
+        and its attempts when they change (``_KEEP``: unchanged, not written)."""
         fields: dict[str, Any] = {"version": self._version()}
         if activation is not _KEEP:
             fields["activation"] = activation
+        if attempts is not _KEEP:
+            fields["activationAttempts"] = attempts
         return ActivationSyncReply(**reply, status_fields=fields)
 
     async def _activation_errors(self, namespace: str, spec: WorkflowSpec) -> list[str]:
@@ -237,7 +249,9 @@ class WorkflowActivator:
                 return [f"App {app}: its handler cannot be reached: {exc.message}"]
         return activation_errors(spec, lambda app: offered.get(app))
 
-    async def _activate(self, spec: WorkflowSpec, version: int, new_id: str, url: str) -> str:
+    async def _activate(
+        self, spec: WorkflowSpec, version: int, new_id: str, url: str, attempt: int
+    ) -> str:
         assert spec.trigger is not None and spec.trigger.block is not None
         block = spec.trigger.block
         try:
@@ -245,7 +259,9 @@ class WorkflowActivator:
             request = ActivateRequest(
                 entity=self._entity(block.type, block.config, version),
                 app=app.input,
-                metadata=CallMetadata(unique_activation_id=new_id, trigger_callback_url=url),
+                metadata=CallMetadata(
+                    unique_activation_id=new_id, trigger_callback_url=url, attempt=attempt
+                ),
             )
             reply = await app.call(request)
         except (HandlerError, TemplateError) as exc:
