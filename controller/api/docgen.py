@@ -18,6 +18,7 @@ from pydantic import TypeAdapter
 
 from controller.api.common import PRESERVE_UNKNOWN
 from controller.api.crdgen import model_schema
+from controller.api.events import OWN_EVENTS
 from controller.api.kinds import ALL_KINDS, GROUP, VERSION, KindInfo
 from controller.generated import write_files
 from controller.handlers.protocol import OPERATIONS, PROTOCOL_VERSION, HandlerInfo
@@ -246,12 +247,37 @@ def render_protocol() -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def render_events() -> str:
+    """Blockflow's own events: for each, the fields a triggered run sees as ``event.data``."""
+    lines = [
+        HEADER,
+        "# Blockflow's own events",
+        "",
+        "Blockflow publishes these CloudEvents in the object's namespace; a workflow whose "
+        "trigger is `event: <type>` starts a run with the event as `event` (`event.type`, "
+        "`event.source`, `event.id`, `event.time`, and `event.data` below). Field names are "
+        "the JSON (camelCase) names.",
+        "",
+    ]
+    by_model: dict[type[Any], list[str]] = {}
+    for event_type, model in OWN_EVENTS.items():
+        by_model.setdefault(model, []).append(event_type)
+    for model, types in by_model.items():
+        schema, defs = _protocol_schema(model)
+        lines += [f"## {', '.join(f'`{t}`' for t in types)}", "", *_model_lines(schema, defs)]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
 # -- entry point --------------------------------------------------------------------------------
 
 
 def rendered_files() -> dict[str, str]:
     """File name → content."""
-    return {"crds.md": render_crds(), "protocol.md": render_protocol()}
+    return {
+        "crds.md": render_crds(),
+        "protocol.md": render_protocol(),
+        "events.md": render_events(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from controller.api.common import Condition, LifecycleState
+from controller.api.events import WorkflowRunEnded, event_data
 from controller.api.workflow import Step, WorkflowSpec
 from controller.api.workflowrun import RunState, StepRecord, StepState, WorkflowRunStatus
 from controller.handlers.protocol import CallMetadata, EntityInput
@@ -131,3 +132,12 @@ def builtin_target(step_type: str | None, with_: dict[str, Any]) -> str | None:
     if step_type != "http":
         return None
     return f"http step {urlsplit(str(with_.get('url') or '')).netloc}"
+
+
+def run_ended_data(workflow: str, run: str, status: WorkflowRunStatus) -> dict[str, Any]:
+    """The data of the ``WorkflowRun.completed`` / ``.failed`` event of an ended run."""
+    assert status.state is not None
+    ended = WorkflowRunEnded(
+        workflow=workflow, run=run, state=status.state, output=status.output, error=status.error
+    )
+    return event_data(ended)

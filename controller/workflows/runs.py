@@ -58,6 +58,7 @@ from controller.workflows.run_context import (
     find_record,
     find_step,
     run_conditions,
+    run_ended_data,
     step_entity,
     unobserved,
 )
@@ -475,13 +476,7 @@ class RunRuntime:
                 f"WorkflowRun.{state.value}",
                 f"blockflow.dev/namespaces/{key.namespace}/workflowruns/{key.name}",
                 f"{body['metadata']['uid']}/{state.value}",
-                {
-                    "workflow": name,
-                    "run": key.name,
-                    "state": state.value,
-                    "output": status.output,
-                    "error": status.error.model_dump(mode="json") if status.error else None,
-                },
+                run_ended_data(name, key.name, status),
             )
         body = await self._write(body, status, snapshot=snapshot)
         if kind == "Warning":

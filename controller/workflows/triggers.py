@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from controller import metrics
+from controller.api.events import EntityChanged, WorkflowActivated, event_data
 from controller.api.workflow import WorkflowState
 from controller.kube.api import KubeApi
 from controller.kube.objects import Body, Key, spec_of, status_of
@@ -128,12 +129,14 @@ class Triggers:
         meta = after["metadata"]
         source = f"blockflow.dev/namespaces/{meta['namespace']}/{key.kind.lower()}s/{meta['name']}"
         event_id = f"{meta['uid']}/{new}/{lifecycle.get('lastSyncTime')}"
-        data = {
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "status": new,
-            "description": lifecycle.get("description"),
-        }
+        data = event_data(
+            EntityChanged(
+                name=meta["name"],
+                namespace=meta["namespace"],
+                status=new,
+                description=lifecycle.get("description"),
+            )
+        )
         task = asyncio.create_task(
             self.publish(meta["namespace"], f"{key.kind}.{new}", source, event_id, data)
         )
@@ -147,7 +150,7 @@ class Triggers:
             "Workflow.activated",
             f"blockflow.dev/namespaces/{meta['namespace']}/workflows/{meta['name']}",
             f"{meta['uid']}/activated/{version}",
-            {"workflow": meta["name"], "version": version},
+            event_data(WorkflowActivated(workflow=meta["name"], version=version)),
         )
 
     # -- starting runs -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from controller.api.events import WorkflowHighFailureRate, event_data
 from controller.kube.api import KubeApi
 from controller.kube.objects import Body, Key, status_of
 from controller.kube.rest import KubeApiError
@@ -166,7 +167,11 @@ class WorkflowStatusWriter:
                 "Workflow.highFailureRate",
                 f"blockflow.dev/namespaces/{meta['namespace']}/workflows/{meta['name']}",
                 f"{meta['uid']}/highFailureRate/{done}",
-                {"workflow": meta["name"], "runs": done, "failureRate": round(rate, 3)},
+                event_data(
+                    WorkflowHighFailureRate(
+                        workflow=meta["name"], runs=done, failure_rate=round(rate, 3)
+                    )
+                ),
             )
         self.events.post(
             after,

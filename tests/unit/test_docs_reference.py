@@ -40,7 +40,7 @@ def test_generation_is_deterministic(generated: dict[str, str]) -> None:
 
 
 def test_every_file_carries_the_generated_header(generated: dict[str, str]) -> None:
-    assert set(generated) == {"crds.md", "protocol.md"}
+    assert set(generated) == {"crds.md", "protocol.md", "events.md"}
     for text in generated.values():
         assert text.startswith(docgen.HEADER)
 
@@ -78,3 +78,13 @@ def test_protocol_reference_covers_every_operation(generated: dict[str, str]) ->
     for variant in ("outcome", "exit", "defer", "error"):
         assert f'#### `type: "{variant}"`' in execute
     assert _row(protocol, "blockTypes.<name>.fixed")[2].startswith("Config fields")
+
+
+def test_own_events_are_documented_from_the_models_their_publishers_use() -> None:
+    from controller.api.docgen import render_events
+    from controller.api.events import OWN_EVENTS
+
+    events = render_events()
+    for event_type in OWN_EVENTS:
+        assert f"`{event_type}`" in events
+    assert "| `failureRate` | number, required |" in events
