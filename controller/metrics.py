@@ -16,6 +16,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 
@@ -40,6 +41,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     600.0,
 )
 
+# No `*_created` series: they double every counter and histogram family for a timestamp
+# nobody graphs (controller-runtime's metrics have none).
+disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 RECONCILES = Counter(

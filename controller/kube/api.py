@@ -8,6 +8,7 @@ signal or the handler's state changes, Events only on transitions.
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import UTC, datetime
 
 from controller.api.kinds import ALL_KINDS, GROUP, VERSION
@@ -206,13 +207,21 @@ class KubeApi:
     # -- events --------------------------------------------------------------------------------
 
     async def post_event(self, body: Body, type_: str, reason: str, message: str) -> None:
-        """A Kubernetes Event about the object, for people (never fails the reconcile)."""
+        """A Kubernetes Event about the object, for people (never fails the reconcile).
+
+        The same Event again (object, type, reason, message) is counted on the first one
+        (``count``, ``lastTimestamp``), as client-go's recorder aggregates: a failure retried
+        fifty times is one Event seen fifty times, not fifty Events."""
         meta = body["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        message = message[:1024]
+        same = f"{meta.get('uid')}\n{type_}\n{reason}\n{message}".encode()
+        name = f"{meta['name']}.{hashlib.sha256(same).hexdigest()[:16]}"
+        path = f"/api/v1/namespaces/{meta['namespace']}/events"
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {"name": name, "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": body.get("apiVersion"),
                 "kind": body.get("kind"),
@@ -223,7 +232,7 @@ class KubeApi:
             },
             "type": type_,
             "reason": reason,
-            "message": message[:1024],
+            "message": message,
             "source": {"component": COMPONENT},
             "firstTimestamp": now,
             "lastTimestamp": now,
@@ -232,9 +241,16 @@ class KubeApi:
         }
         self.writes += 1
         try:
-            await self.client.request(
-                "POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event
-            )
+            try:
+                await self.client.request("POST", path, body=event)
+            except KubeApiError as exc:
+                if exc.code != 409:
+                    raise
+                seen = await self.client.request("GET", f"{path}/{name}")
+                patch = {"count": int(seen.get("count") or 1) + 1, "lastTimestamp": now}
+                await self.client.request(
+                    "PATCH", f"{path}/{name}", body=patch, content_type=MERGE_PATCH
+                )
         except KubeApiError as exc:
             log.warning("could not post event", reason=reason, error=exc.message)
 

@@ -243,7 +243,7 @@ def after_sync(
     return Decision(
         status_patch=patch,
         requeue_at=next_time,
-        events=_transition_events(obs.state, state, description, attempts),
+        events=_transition_events(obs.state, state, description),
         sensitive_signal_updates=sensitive,
         state_update=outcome.state,
         new_state=state,
@@ -271,7 +271,7 @@ def after_drain(
         status_patch=_status_patch(obs, lifecycle, now),
         requeue_at=next_time,
         release_finalizer=obs.deleting and state is LifecycleState.DRAINED,
-        events=_transition_events(obs.state, state, description, attempts),
+        events=_transition_events(obs.state, state, description),
         state_update=outcome.state,
         new_state=state,
         effects=outcome,
@@ -458,12 +458,13 @@ def _split_signals(obs: Observed, updates: dict[str, Any]) -> tuple[dict[str, An
 
 
 def _transition_events(
-    before: LifecycleState | None, after: LifecycleState, description: str, attempts: int
+    before: LifecycleState | None, after: LifecycleState, description: str
 ) -> list[EventRecord]:
     """Events only on transitions (and every failure): steady syncs write nothing extra."""
     if after in (LifecycleState.FAILED, LifecycleState.DRAINING_FAILED):
         reason = "SyncFailed" if after is LifecycleState.FAILED else "DrainFailed"
-        return [EventRecord("Warning", reason, f"{description} (attempt {attempts})")]
+        # The same words every attempt, so the Events aggregate (count) instead of piling up.
+        return [EventRecord("Warning", reason, description)]
     if before == after:
         return []
     reason = {

@@ -114,6 +114,7 @@ async def timed_call(transport: Transport, request: HandlerRequest) -> Any:
     try:
         return await transport.call(request)
     finally:
-        metrics.HANDLER_CALL_SECONDS.labels(request.operation, type(transport).__name__).observe(
+        transport_kind = (target_of(transport) or "workflow").split(" ", 1)[0]
+        metrics.HANDLER_CALL_SECONDS.labels(request.operation, transport_kind).observe(
             time.monotonic() - started
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
@@ -94,3 +96,20 @@ async def test_the_overall_limit_bounds_calls_to_all_handlers_together() -> None
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         CallLimits(total=0)
+
+
+async def test_call_metrics_name_the_transport_kind_and_have_no_created_series() -> None:
+    from controller import metrics
+    from controller.handlers.protocol import HandlerRequest
+
+    class Transport:
+        target = "python demo.Handler"
+
+        async def call(self, request: HandlerRequest) -> str:
+            return "ok"
+
+    request = cast(HandlerRequest, SimpleNamespace(operation="sync"))  # all a call reads
+    assert await CallLimits().call(Transport(), request) == "ok"  # type: ignore[arg-type]
+    text = metrics.render()[0].decode()
+    assert 'blockflow_handler_call_seconds_count{operation="sync",transport="python"}' in text
+    assert "_created" not in text

@@ -125,3 +125,15 @@ async def test_injected_failures_happen_then_stop_and_requests_are_recorded() ->
     await api.patch_status("Block", "ns", "b", {"a": 1})
     assert kube.writes("PATCH", "/status") == 2
     assert kube.writes("POST", BLOCKS) == 1
+
+
+async def test_the_same_event_again_is_counted_on_the_first_not_posted_twice() -> None:
+    kube = FakeKube()
+    api = KubeApi(kube)
+    body = await api.create(block())
+    for _ in range(3):
+        await api.post_event(body, "Warning", "SyncFailed", "POST http://x/ answered 503")
+    await api.post_event(body, "Warning", "SyncFailed", "something else")
+    listed = await kube.request("GET", "/api/v1/namespaces/ns/events")
+    counts = sorted((e["message"], e["count"]) for e in listed["items"])
+    assert counts == [("POST http://x/ answered 503", 3), ("something else", 1)]
