@@ -3,8 +3,8 @@ the App itself.
 
 Run it::
 
-    python examples/http-handler/server.py --port 8080 --key-file /etc/blockflow/hmac/key
-    BLOCKFLOW_HMAC_KEY=... python examples/http-handler/server.py --port 8080
+    .venv/bin/python examples/http-handler/server.py --port 8080 --key-file /etc/blockflow/hmac/key
+    BLOCKFLOW_HMAC_KEY=... .venv/bin/python examples/http-handler/server.py --port 8080
 
 It speaks the wire protocol directly (camelCase JSON dicts, not the pydantic
 models) so that it reads as a template for a handler in any language:

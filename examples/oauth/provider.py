@@ -1,6 +1,6 @@
 """A fake OAuth 2.0 provider on loopback, for the `oauth-example` App (and its tests).
 
-    python examples/oauth/provider.py --port 8091
+    .venv/bin/python examples/oauth/provider.py --port 8091
 
 - ``GET /authorize?client_id&redirect_uri&state`` shows a consent page with an Allow button;
 - ``POST /authorize`` (Allow) redirects to ``redirect_uri?code=...&state=...``;

@@ -2,7 +2,7 @@
 
 Run it::
 
-    python examples/onboarding/crm.py --port 8090
+    .venv/bin/python examples/onboarding/crm.py --port 8090
 
 - ``POST /customers`` creates a customer from the JSON body (``name`` required, any other
   fields kept) and answers ``201 {"id": "cus_…", "name": …, …}``.  It is idempotent per
