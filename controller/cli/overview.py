@@ -268,7 +268,8 @@ def render_status(data: dict[str, Any]) -> str:
         version = f"v{wf['version']}" if wf["version"] is not None else "v-"
         lines.append(
             f"  Workflow {wf['name']} {wf['phase'] or wf['state'] or '<no phase>'} {version}: "
-            f"{wf['runCount']} runs, {wf['successCount']} succeeded, {wf['failureCount']} failed"
+            f"{wf['runCount']} run{'' if wf['runCount'] == 1 else 's'}, "
+            f"{wf['successCount']} succeeded, {wf['failureCount']} failed"
         )
         for run in wf["activeRuns"]:
             waiting = f" (waiting: {', '.join(run['waitingSteps'])})" if run["waitingSteps"] else ""
