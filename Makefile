@@ -120,7 +120,7 @@ demo: control-plane
 	echo "  The App example-oauth waits there for you to authorize it (examples/oauth/README.md)."; \
 	echo; \
 	echo "Admission: an invalid workflow is refused at apply time, e.g."; \
-	echo "  kubectl patch workflow onboarding -n $(DEMO_NAMESPACE) --type=merge -p '{\"spec\":{\"trigger\":{\"event\":null,\"schedule\":{\"cron\":\"0 25 * * *\"}}}}'"; \
+	echo "  kubectl patch workflows.blockflow.dev onboarding -n $(DEMO_NAMESPACE) --type=merge -p '{\"spec\":{\"trigger\":{\"event\":null,\"schedule\":{\"cron\":\"0 25 * * *\"}}}}'"; \
 	echo; \
 	run="KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig BLOCKFLOW_HTTP_PORT=$(BLOCKFLOW_HTTP_PORT) BLOCKFLOW_ADMISSION_PORT=$(BLOCKFLOW_ADMISSION_PORT) BLOCKFLOW_ADMISSION_CERT_DIR=$(CURDIR)/.local/admission $(VENV)/bin/blockflow run"; \
 	echo "$$run"; eval "$$run"

@@ -138,7 +138,7 @@ def test_an_unanswered_prompt_expires_even_across_a_restart_and_the_app_says_why
     assert status["prompts"] == [] and status["timers"] == []
     assert status["lifecycle"]["description"] == (
         "Authorization timed out: nobody completed the prompt within 4s. "
-        "`blockflow sync app/example-oauth` asks again."
+        f"`blockflow sync app/example-oauth -n {namespace}` asks again."
     )
     ready = [c for c in status["conditions"] if c["type"] == "Ready"]
     assert ready and ready[0]["status"] == "False"

@@ -612,7 +612,7 @@ def test_oauth_an_unanswered_prompt_expires_and_the_page_shows_the_app_failed(
     expect(card.locator("a.prompt")).to_have_count(0)
     expect(card.locator(".desc")).to_have_text(
         "Authorization timed out: nobody completed the prompt within 4s. "
-        "`blockflow sync app/oauth-expiring` asks again."
+        f"`blockflow sync app/oauth-expiring -n {b}` asks again."
     )
     assert same_document(page)
     screenshot(page, "ui-oauth-expired")

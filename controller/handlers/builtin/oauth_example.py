@@ -78,7 +78,8 @@ class OAuthExample(Handler):
                 new_status="failed",
                 custom_status_description=(
                     f"Authorization timed out: nobody completed the prompt within {timeout:g}s. "
-                    f"`blockflow sync app/{request.entity.name}` asks again."
+                    f"`blockflow sync app/{request.entity.name} -n {request.entity.namespace}` "
+                    "asks again."
                 ),
                 next_schedule_delay=3600,
             )
