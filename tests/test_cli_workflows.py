@@ -77,14 +77,24 @@ def runs(kubectl: Kubectl, namespace: str) -> list[dict[str, Any]]:
 
 def patch_run_status(cluster: Cluster, namespace: str, name: str, status: dict[str, Any]) -> None:
     """Set a run's status as the controller would (kubectl 1.20 has no --subresource)."""
+    patch_status(cluster, f"namespaces/{namespace}/workflowruns/{name}", status)
 
+
+def activated(cluster: Cluster, kubectl: Kubectl, namespace: str, name: str) -> None:
+    """The workflow as the controller leaves it once activated (no controller runs here)."""
+    spec = kubectl.json("get", "workflows.blockflow.dev", name, "-n", namespace)["spec"]
+    status = {"phase": "Activated", "activation": {"version": 1, "spec": spec}}
+    patch_status(cluster, f"namespaces/{namespace}/workflows/{name}", status)
+
+
+def patch_status(cluster: Cluster, path: str, status: dict[str, Any]) -> None:
     async def patch() -> None:
         single = KubeConfig.from_file(cluster.kubeconfig).get()
         client = RestClient(lambda: connection_info(single))
         try:
             await client.request(
                 "PATCH",
-                f"/apis/blockflow.dev/v1alpha1/namespaces/{namespace}/workflowruns/{name}/status",
+                f"/apis/blockflow.dev/v1alpha1/{path}/status",
                 body={"status": status},
                 content_type=MERGE_PATCH,
             )
@@ -144,9 +154,10 @@ def test_state_verbs_on_a_missing_workflow_and_the_default_namespace(
 
 
 def test_trigger_creates_an_owned_labelled_run_with_the_input(
-    kubectl: Kubectl, namespace: str
+    cluster: Cluster, kubectl: Kubectl, namespace: str
 ) -> None:
     kubectl.apply(namespace, minimal_workflow("wf"))
+    activated(cluster, kubectl, namespace, "wf")
     workflow = kubectl.json("get", "workflow", "wf", "-n", namespace)
 
     first = cli(kubectl, "workflow", "trigger", "wf", "-n", namespace, "--input", '{"x": 1}')
@@ -198,6 +209,25 @@ def test_trigger_usage_errors_and_a_missing_workflow(
     assert runs(kubectl, namespace) == []
 
 
+@pytest.mark.parametrize(
+    ("phase", "why"),
+    [
+        ("Draft", "is not active (phase Draft); activate it with `blockflow workflow activate wf"),
+        ("Paused", "is not active (phase Paused)"),
+        ("Archived", "is archived and starts no runs"),
+    ],
+)
+def test_trigger_of_an_inactive_workflow_fails_at_once_with_the_reason(
+    cluster: Cluster, kubectl: Kubectl, namespace: str, phase: str, why: str
+) -> None:
+    kubectl.apply(namespace, minimal_workflow("wf"))
+    patch_status(cluster, f"namespaces/{namespace}/workflows/wf", {"phase": phase})
+    refused = cli(kubectl, "workflow", "trigger", "wf", "-n", namespace)
+    assert_clean_error(refused, 1, why)
+    assert refused.stdout == ""
+    assert runs(kubectl, namespace) == []
+
+
 def _start_waiting_trigger(
     kubectl: Kubectl, namespace: str, *extra: str
 ) -> tuple[subprocess.Popen[str], str]:
@@ -220,6 +250,7 @@ def test_trigger_wait_reports_the_final_state(
     cluster: Cluster, kubectl: Kubectl, namespace: str
 ) -> None:
     kubectl.apply(namespace, minimal_workflow("wf"))
+    activated(cluster, kubectl, namespace, "wf")
     started = time.monotonic()
 
     proc, run = _start_waiting_trigger(kubectl, namespace, "--timeout", "20")
@@ -242,8 +273,9 @@ def test_trigger_wait_reports_the_final_state(
     assert time.monotonic() - started < 10
 
 
-def test_trigger_wait_times_out(kubectl: Kubectl, namespace: str) -> None:
+def test_trigger_wait_times_out(cluster: Cluster, kubectl: Kubectl, namespace: str) -> None:
     kubectl.apply(namespace, minimal_workflow("wf"))
+    activated(cluster, kubectl, namespace, "wf")
     result = cli(kubectl, "workflow", "trigger", "wf", "-n", namespace, "--wait", "--timeout", "1")
     run = result.stdout.strip()
     assert run.startswith("wf-")
@@ -281,10 +313,11 @@ def test_url_prints_the_trigger_url_or_says_why_there_is_none(
 # -- run list / get / stop ----------------------------------------------------------------------
 
 
-def _two_workflows_with_runs(kubectl: Kubectl, namespace: str) -> tuple[str, str]:
+def _two_workflows_with_runs(cluster: Cluster, kubectl: Kubectl, namespace: str) -> tuple[str, str]:
     kubectl.apply(namespace, minimal_workflow("wf"), minimal_workflow("other"))
     names = []
     for workflow in ("wf", "other"):
+        activated(cluster, kubectl, namespace, workflow)
         result = cli(kubectl, "workflow", "trigger", workflow, "-n", namespace)
         assert result.returncode == 0, result.stderr
         names.append(result.stdout.strip())
@@ -292,7 +325,7 @@ def _two_workflows_with_runs(kubectl: Kubectl, namespace: str) -> tuple[str, str
 
 
 def test_run_list_and_get(cluster: Cluster, kubectl: Kubectl, namespace: str) -> None:
-    wf_run, other_run = _two_workflows_with_runs(kubectl, namespace)
+    wf_run, other_run = _two_workflows_with_runs(cluster, kubectl, namespace)
     patch_run_status(
         cluster,
         namespace,
@@ -362,8 +395,9 @@ def test_run_list_and_get(cluster: Cluster, kubectl: Kubectl, namespace: str) ->
     assert_clean_error(missing, 1, f"workflowrun nope not found in namespace {namespace}")
 
 
-def test_run_stop_sets_spec_cancel(kubectl: Kubectl, namespace: str) -> None:
+def test_run_stop_sets_spec_cancel(cluster: Cluster, kubectl: Kubectl, namespace: str) -> None:
     kubectl.apply(namespace, minimal_workflow("wf"))
+    activated(cluster, kubectl, namespace, "wf")
     run = cli(kubectl, "workflow", "trigger", "wf", "-n", namespace).stdout.strip()
     stopped = cli(kubectl, "run", "stop", run, "-n", namespace)
     assert stopped.returncode == 0, stopped.stderr
@@ -385,9 +419,10 @@ def test_forbidden_is_one_line(cluster: Cluster, kubectl: Kubectl, namespace: st
 # -- kubectl plugin -----------------------------------------------------------------------------
 
 
-def test_kubectl_blockflow_plugin(kubectl: Kubectl, namespace: str) -> None:
+def test_kubectl_blockflow_plugin(cluster: Cluster, kubectl: Kubectl, namespace: str) -> None:
     assert (VENV_BIN / "kubectl-blockflow").exists(), "pip install -e . installs the plugin"
     kubectl.apply(namespace, minimal_workflow("wf"))
+    activated(cluster, kubectl, namespace, "wf")
     env = {**kubectl.env(), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
     def plugin(*args: str) -> subprocess.CompletedProcess[str]:

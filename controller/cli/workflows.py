@@ -111,9 +111,13 @@ def _cmd_trigger(args: argparse.Namespace) -> int:
         return USAGE_ERROR
 
     async def action(client: RestClient, namespace: str) -> int:
+        from controller.workflows.admission import refusal
         from controller.workflows.naming import new_run_body
 
         workflow = await _get(client, _workflow_path(namespace, name), "workflow", name, namespace)
+        refused = refusal(workflow, name, namespace, None)
+        if refused is not None:  # a run would only fail saying this: say it now
+            raise CliError(f"cannot trigger: {refused}")
         body = new_run_body(
             namespace, name, workflow["metadata"]["uid"], datetime.now(UTC), input_=input_
         )

@@ -40,9 +40,11 @@ def refusal(workflow: Body | None, name: str, namespace: str, version: int | Non
     activation = status_of(workflow).get("activation") or {}
     if not activation.get("spec"):
         phase = status_of(workflow).get("phase") or "Draft"
+        if phase == "Archived":
+            return f"Workflow {name} is archived and starts no runs; create a new Workflow"
         return (
             f"Workflow {name} is not active (phase {phase}); activate it with "
-            f"`blockflow workflow activate {name}`"
+            f"`blockflow workflow activate {name} -n {namespace}`"
         )
     if version is not None and version != activation.get("version"):
         return (

@@ -77,7 +77,12 @@ def test_refusal(body: dict[str, Any] | None, version: int | None, refusal: str 
 
 def test_a_refusal_tells_how_to_activate() -> None:
     got = admission.admit(workflow(activated=None), "wf", "ns", None, None, [])
-    assert "`blockflow workflow activate wf`" in got.message
+    assert "`blockflow workflow activate wf -n ns`" in got.message
+
+
+def test_an_archived_workflow_is_not_told_to_activate() -> None:
+    got = admission.admit(workflow(activated=None, phase="Archived"), "wf", "ns", None, None, [])
+    assert got.message == "Workflow wf is archived and starts no runs; create a new Workflow"
 
 
 # -- counters --------------------------------------------------------------------------------
