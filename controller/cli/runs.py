@@ -29,9 +29,13 @@ if TYPE_CHECKING:
 
 
 def _steps_summary(run: dict[str, Any]) -> str:
-    records = status_of(run).get("steps") or []
+    """Steps finished / steps of the run (its workflow's, as snapshotted when it started;
+    fallback steps count once they run), not only those begun so far."""
+    status = status_of(run)
+    records = status.get("steps") or []
     done = sum(1 for r in records if r.get("state") in FINISHED_STEP_STATES)
-    return f"{done}/{len(records)}"
+    planned = len((status.get("workflowSpec") or {}).get("steps") or [])
+    return f"{done}/{max(planned, len(records))}"
 
 
 def _cmd_run_list(args: argparse.Namespace) -> int:
