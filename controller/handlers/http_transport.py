@@ -270,12 +270,24 @@ def _display_url(url: str) -> str:
 
 
 def _describe(exc: aiohttp.ClientError) -> str:
-    """A one-line description of a client error (aiohttp's texts carry no request data, but
-    some quote the URL, whose user-info and query may hold credentials)."""
+    """A one-line description of a client error in plain words, never a class name (aiohttp's
+    texts carry no request data, but some quote the URL, whose user-info and query may hold
+    credentials)."""
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return f"{type(exc).__name__}: not a usable http(s) URL"
+        return "not a usable http(s) URL"
+    for kind, words in _PLAIN_WORDS:
+        if isinstance(exc, kind):
+            return words
     text = _USERINFO.sub("//", " ".join(str(exc).split()))
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text or "the connection failed"
+
+
+#: Errors whose own text says little: what each means.
+_PLAIN_WORDS: Final = (
+    (aiohttp.ServerDisconnectedError, "the server closed the connection without answering"),
+    (aiohttp.ServerTimeoutError, "no answer in time"),
+    (aiohttp.ClientPayloadError, "the answer was cut off"),
+)
 
 
 _USERINFO: Final = re.compile(r"//[^/\s@]*@")

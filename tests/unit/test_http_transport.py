@@ -366,6 +366,7 @@ async def test_connection_refused_is_handler_unavailable(
     error = await call_error(transport, bucket_request())
     assert error.reason == "HandlerUnavailable"
     assert "127.0.0.1" in error.message
+    assert "Error" not in error.message  # plain words, no Python class name
     with pytest.raises(HandlerError) as caught:
         await transport.info()
     assert caught.value.reason == "HandlerUnavailable"
