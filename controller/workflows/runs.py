@@ -213,7 +213,7 @@ class RunRuntime:
             # Quarantined: never started with a part of its input; failed, saying why.
             message = f"this run cannot be handled: its spec is {reason}; start a new one"
             status = WorkflowRunStatus.model_validate(
-                {k: v for k, v in status_of(body).items() if k in ("accounted", "startTime")}
+                {k: v for k, v in status_of(body).items() if k in ("accounted", "startedAt")}
             )
             failed = executor.finish(status, RunState.FAILED, now, RunError(message=message))
             return await self._end(key, body, failed), DONE
