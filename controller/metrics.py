@@ -90,6 +90,14 @@ RUNS_STARTED = Counter(
     registry=REGISTRY,
 )
 
+RUN_INPUT_REFUSED = Counter(
+    "blockflow_run_input_refused",
+    "Inputs that did not match their workflow's spec.inputSchema (no run was started), "
+    "by kind of trigger.",
+    ["trigger"],
+    registry=REGISTRY,
+)
+
 #: The ``result`` values of :data:`EVENTS_RECEIVED`.
 EVENT_RESULTS = ("started", "duplicate", "ignored", "rejected")
 

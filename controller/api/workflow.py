@@ -122,6 +122,28 @@ class Step(ApiModel):
             "is not recorded) and is retried per the retry policy."
         ),
     )
+    if_: str | None = Field(
+        default=None,
+        alias="if",
+        min_length=1,
+        description=(
+            "Run the step only when this CEL condition is true, e.g. "
+            "`${{ steps.lookup.id == 'created' }}` (the `${{ }}` may be left out); when false "
+            "the step is recorded as skipped. It is evaluated when the step is due, so it "
+            "sees the outcomes (id, data, state) of the steps before it."
+        ),
+    )
+    needs: list[StepName] | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "The steps (of the same list) this step waits for; it starts once each of them "
+            "has ended (completed, skipped, or failed under errorHandling Continue). Steps "
+            "that wait for nothing unfinished run side by side. Omitted: the step before it "
+            "in the list (the steps of a workflow that declares no needs run in order); "
+            "`[]`: it starts at once."
+        ),
+    )
 
 
 class WebhookResponse(ApiModel):
@@ -187,8 +209,13 @@ class BlockTrigger(ApiModel):
     config: FreeFormObject = Field(default_factory=dict, description="The trigger block's config.")
 
 
+class ManualTrigger(ApiModel):
+    """Runs are started only by hand (`blockflow workflow trigger`, the web page, a
+    WorkflowRun applied) or by another workflow's `workflow` step."""
+
+
 class Trigger(ApiModel):
-    """What starts a run: exactly one of event, webhook, schedule or block."""
+    """What starts a run: exactly one of event, webhook, schedule, block or manual."""
 
     event: str | None = Field(
         default=None, min_length=1, description="An event type, e.g. Deal.won or Block.ready."
@@ -196,14 +223,22 @@ class Trigger(ApiModel):
     webhook: WebhookTrigger | None = Field(default=None, description="An HTTP request.")
     schedule: ScheduleTrigger | None = Field(default=None, description="A cron schedule.")
     block: BlockTrigger | None = Field(default=None, description="A custom trigger block.")
+    manual: ManualTrigger | None = Field(
+        default=None,
+        description=(
+            "Started by hand or by other workflows only (`manual: {}`); the same as leaving "
+            "spec.trigger out."
+        ),
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Trigger:
-        chosen = [
-            k for k in ("event", "webhook", "schedule", "block") if getattr(self, k) is not None
-        ]
+        kinds = ("event", "webhook", "schedule", "block", "manual")
+        chosen = [k for k in kinds if getattr(self, k) is not None]
         if len(chosen) != 1:
-            raise ValueError("spec.trigger: set exactly one of event, webhook, schedule or block")
+            raise ValueError(
+                "spec.trigger: set exactly one of event, webhook, schedule, block or manual"
+            )
         return self
 
 
@@ -225,10 +260,28 @@ class WorkflowSpec(ApiModel):
         default=WorkflowState.DRAFT, description="Draft, Active, Paused or Archived."
     )
     trigger: Trigger | None = Field(
-        default=None, description="What starts a run (required to activate)."
+        default=None,
+        description=(
+            "What starts a run. Omitted (or `manual: {}`): runs are started by hand or by "
+            "other workflows only."
+        ),
+    )
+    input_schema: FreeFormObject | None = Field(
+        default=None,
+        description=(
+            "A JSON Schema (draft 2020-12) the run's input must match: a webhook whose "
+            "payload does not is answered 400 naming the field, an event starts no run (a "
+            "Warning Event and blockflow_run_input_refused_total say why), and "
+            "`blockflow workflow trigger` refuses it before creating a run. For webhooks the "
+            "input is the request (method, headers, query, body); for events, the event."
+        ),
     )
     steps: list[Step] = Field(
-        default_factory=list, description="Steps run in order (at least one to activate)."
+        default_factory=list,
+        max_length=200,
+        description=(
+            "The steps (at least one to activate): in order, unless steps declare `needs`."
+        ),
     )
     retry_policy: RetryPolicy | None = Field(
         default=None, description="Default retry policy for retryable step errors."
@@ -238,7 +291,19 @@ class WorkflowSpec(ApiModel):
     )
     fallback: list[Step] = Field(
         default_factory=list,
+        max_length=50,
         description="Steps run when errorHandling is Fallback and a step fails.",
+    )
+    finally_: list[Step] = Field(
+        default_factory=list,
+        alias="finally",
+        max_length=50,
+        description=(
+            "Steps run when the run ends — completed, failed or timed out (not when it is "
+            "cancelled) — whatever happened before; CEL sees the outcome as `run.state` and "
+            "`run.error`. They are not bound by the run's timeoutSeconds (give them their "
+            "own); one that fails makes the run fail. Seen by CEL as steps.<name>."
+        ),
     )
     timeout_seconds: int | None = Field(
         default=None,

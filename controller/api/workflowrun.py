@@ -56,6 +56,23 @@ class WorkflowRunSpec(ApiModel):
     cancel: bool = Field(
         default=False, description="Set to true to cancel the run after its current step call."
     )
+    paused: bool = Field(
+        default=False,
+        description=(
+            "Set to true to pause the run: no new step starts and due timers (sleeps, retry "
+            "backoffs, timeouts) wait; calls in flight finish and are recorded. Set back to "
+            "false to resume where it was (`blockflow run pause|resume`)."
+        ),
+    )
+    retry: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Retries asked for: raise it by one to retry a failed, terminated or cancelled "
+            "run from the steps that did not complete (`blockflow run retry`). Completed "
+            "steps keep their outcomes; the others get new attempts under new idempotency keys."
+        ),
+    )
     workflow_version: int | None = Field(
         default=None,
         ge=1,
@@ -113,6 +130,13 @@ class StepRecord(ApiModel):
     received: list[AnyJSON] = Field(
         default_factory=list, description="Hook payloads received so far (hook steps with until)."
     )
+    reason: str | None = Field(
+        default=None,
+        description="Why a step was skipped or cancelled (its condition was false, a fallback…).",
+    )
+    child: str | None = Field(
+        default=None, description="The run a `workflow` step started (same namespace)."
+    )
 
 
 class RunError(ApiModel):
@@ -120,6 +144,24 @@ class RunError(ApiModel):
 
     message: str = Field(description="What went wrong.")
     step: str | None = Field(default=None, description="The step that failed, if any.")
+
+
+class RunRetry(ApiModel):
+    """One retry of the run."""
+
+    at: datetime = Field(description="When the run was retried.")
+    by: str | None = Field(
+        default=None,
+        description="Who asked, as the client said (annotation blockflow.dev/retried-by).",
+    )
+    previous_state: RunState = Field(description="The state the run was retried from.")
+    steps: list[str] = Field(
+        default_factory=list,
+        description=(
+            "The steps reached that had not completed: they run again (new attempts), "
+            "and the steps after them as usual."
+        ),
+    )
 
 
 class WorkflowRunStatus(ApiModel):
@@ -149,6 +191,21 @@ class WorkflowRunStatus(ApiModel):
     accounted: list[str] = Field(
         default_factory=list,
         description="Which of started/finished the Workflow's counters already include.",
+    )
+    finishing: RunState | None = Field(
+        default=None,
+        description=(
+            "The state the run ends in once its finally steps have run (set while they run)."
+        ),
+    )
+    paused_at: datetime | None = Field(default=None, description="When the run was paused.")
+    paused_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="Time spent paused before (it does not count against timeoutSeconds).",
+    )
+    retries: list[RunRetry] = Field(
+        default_factory=list, description="The retries of this run, oldest first."
     )
 
 

@@ -1,8 +1,9 @@
 """Workflow activation checks and the phase state machine (pure logic).
 
 Activation is refused, with messages that name the field and the fix, when the
-workflow cannot work: no trigger, no steps, a step that names nothing runnable, an
-expression that does not compile, a schedule that cannot be read.
+workflow cannot work: no steps, steps that wait for each other or for an unknown
+step, a step that names nothing runnable, an expression or condition that does not
+compile, a schedule that cannot be read, an input schema that is not JSON Schema.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from controller.api.workflow import ErrorHandling, Step, WorkflowPhase, WorkflowSpec, WorkflowState
 from controller.handlers.protocol import BlockTypeSpec
+from controller.workflows.graph import graph_errors
+from controller.workflows.input_schema import input_schema_errors
 from controller.workflows.schedule import CronError, parse_cron
-from controller.workflows.templating import compile_errors
+from controller.workflows.templating import compile_errors, condition_errors
 
 #: The built-in step types (each implemented in controller/workflows/steps/, one file each).
-BUILTIN_STEPS = ("http", "sleep", "hook", "approval", "emit", "kubernetes.job")
+BUILTIN_STEPS = ("http", "sleep", "hook", "approval", "emit", "kubernetes.job", "workflow")
 
 #: App name → its handler's block types, or None when there is no such App.
 OfferedTypes = Callable[[str], dict[str, BlockTypeSpec] | None]
@@ -25,22 +28,24 @@ OfferedTypes = Callable[[str], dict[str, BlockTypeSpec] | None]
 def activation_errors(spec: WorkflowSpec, offered: OfferedTypes) -> list[str]:
     """Everything that prevents activating this spec, one message per problem."""
     errors: list[str] = []
-    if spec.trigger is None:
-        errors.append(
-            "spec.trigger: a trigger is required to activate; set one of event, webhook, "
-            "schedule or block"
-        )
-    else:
+    if spec.trigger is not None:  # none: started by hand or by other workflows only
         errors += _trigger_errors(spec, offered)
     if not spec.steps:
         errors.append("spec.steps: at least one step is required to activate")
     if spec.error_handling is ErrorHandling.FALLBACK and not spec.fallback:
         errors.append("spec.fallback: required when errorHandling is Fallback; add fallback steps")
+    if spec.input_schema is not None:
+        errors += input_schema_errors(spec.input_schema)
     errors += _name_errors(spec)
-    for field, steps in (("steps", spec.steps), ("fallback", spec.fallback)):
+    for field, steps in _lists(spec):
+        errors += graph_errors(steps, field)
         for index, step in enumerate(steps):
             errors += _step_errors(step, f"spec.{field}[{index}]", offered)
     return errors
+
+
+def _lists(spec: WorkflowSpec) -> list[tuple[str, list[Step]]]:
+    return [("steps", spec.steps), ("fallback", spec.fallback), ("finally", spec.finally_)]
 
 
 def _trigger_errors(spec: WorkflowSpec, offered: OfferedTypes) -> list[str]:
@@ -75,7 +80,7 @@ def _trigger_errors(spec: WorkflowSpec, offered: OfferedTypes) -> list[str]:
 def _name_errors(spec: WorkflowSpec) -> list[str]:
     seen: dict[str, str] = {}
     errors = []
-    for field, steps in (("steps", spec.steps), ("fallback", spec.fallback)):
+    for field, steps in _lists(spec):
         for index, step in enumerate(steps):
             where = f"spec.{field}[{index}].name"
             if step.name in seen:
@@ -95,6 +100,8 @@ def _step_errors(step: Step, where: str, offered: OfferedTypes) -> list[str]:
             )
     else:
         errors += _block_errors(step.uses.app, step.uses.type, "step", f"{where}.uses", offered)
+    if step.if_ is not None:
+        errors += condition_errors(step.if_, f"{where}.if")
     return errors + compile_errors(step.with_, f"{where}.with")
 
 

@@ -23,7 +23,13 @@ from typing import Any, Protocol
 
 from pydantic import Field
 
-from controller.api.workflow import WorkflowPhase, WorkflowSpec, WorkflowState
+from controller.api.workflow import (
+    ManualTrigger,
+    Trigger,
+    WorkflowPhase,
+    WorkflowSpec,
+    WorkflowState,
+)
 from controller.handlers.protocol import (
     ActivateRequest,
     BlockTypeSpec,
@@ -183,14 +189,14 @@ class WorkflowActivator:
             if failure:
                 return self._sync_reply(new_status="failed", custom_status_description=failure)
         new_id = activation_id(uid, version)
-        assert spec.trigger is not None
+        trigger = spec.trigger or Trigger(manual=ManualTrigger())
         token: str | None = None
-        if spec.trigger.webhook is not None:
+        if trigger.webhook is not None:
             token = self.tokens.webhook(uid)
-        elif spec.trigger.block is not None:
+        elif trigger.block is not None:
             token = self.tokens.trigger(new_id)
         url = self.tokens.url("triggers", token) if token else None
-        if spec.trigger.block is not None:
+        if trigger.block is not None:
             assert url is not None
             earlier = status.get("activationAttempts") or {}
             attempt = (

@@ -35,8 +35,10 @@ class Count:
 
 
 def run_count(run_uid: str, what: str, state: RunState | None) -> Count:
+    """`what`: started, or the run's finished mark (finished, finished-N after N retries:
+    each end of a retried run is counted once)."""
     digest = hashlib.sha256(f"{run_uid}/{what}".encode()).hexdigest()[:16]
-    return Count(digest, what, state)
+    return Count(digest, "finished" if what.startswith("finished") else what, state)
 
 
 IGNORED = Count("", "ignored")

@@ -36,86 +36,155 @@ from controller.api.workflowrun import (
     WorkflowRunStatus,
 )
 from controller.handlers.protocol import DeferReply, ErrorReply, ExitReply, OutcomeReply
+from controller.workflows.graph import (
+    FALLBACK_PREFIX,
+    FINALLY_PREFIX,
+    Node,
+    fallback_nodes,
+    finally_nodes,
+    find_node,
+    main_nodes,
+)
 
 #: Step outcome data over this size fails the step (the run's status must stay small).
 MAX_OUTCOME_BYTES = 64 * 1024
-FALLBACK_PREFIX = "fallback."
-_FINAL_STEP_STATES = (StepState.COMPLETED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED)
+FINAL_STEP_STATES = (
+    StepState.COMPLETED,
+    StepState.FAILED,
+    StepState.SKIPPED,
+    StepState.CANCELLED,
+)
 _FINAL_RUN_STATES = (RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED, RunState.TERMINATED)
 
 StepReply = OutcomeReply | ExitReply | DeferReply | ErrorReply
 
+__all__ = ["FALLBACK_PREFIX", "FINALLY_PREFIX", "FINAL_STEP_STATES"]
+
 
 class Kind(StrEnum):
-    CALL = "call"  # call the step (attempt, uniqueExecutionId in the record)
-    WAIT = "wait"  # until `at`, or for a callback when `at` is None
-    FINISH = "finish"  # the run is over: `state`, `error`
+    CALL = "call"  # call the steps (attempt, uniqueExecutionId in their records)
+    WAIT = "wait"  # until `at`, or for a callback, a hook or a call in flight when `at` is None
+    FINISH = "finish"  # the run's steps are over: `state`, `error`
     NONE = "none"
 
 
 @dataclass(frozen=True)
 class Action:
     kind: Kind
-    step: str | None = None
+    steps: tuple[str, ...] = ()
     at: datetime | None = None
     state: RunState | None = None
     error: RunError | None = None
 
+    @property
+    def step(self) -> str | None:
+        """The first step to call (or the one waited for)."""
+        return self.steps[0] if self.steps else None
 
-def execution_id(run_uid: str, step: str) -> str:
-    """Stable across retries and restarts of one step execution; unique per run and step."""
-    return hashlib.sha256(f"{run_uid}/{step}".encode()).hexdigest()[:32]
 
-
-def _steps_in_order(spec: WorkflowSpec, status: WorkflowRunStatus) -> list[tuple[str, Step]]:
-    """The main steps, followed by the fallback steps once the run has fallen back."""
-    fallen_back = _falling_back(status) or any(
-        r.name.startswith(FALLBACK_PREFIX) for r in status.steps
-    )
-    ordered = _steps_in_order_all(spec)
-    return ordered if fallen_back else ordered[: len(spec.steps)]
+def execution_id(run_uid: str, step: str, retry: int = 0) -> str:
+    """Stable across attempts and restarts of one step execution; unique per run, step and
+    retry of the run (a retried run calls its steps again under new keys)."""
+    seed = f"{run_uid}/{step}" if not retry else f"{run_uid}/{step}/retry-{retry}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
 def _falling_back(status: WorkflowRunStatus) -> bool:
-    return status.error is not None and status.state in (RunState.RUNNING, RunState.WAITING)
+    """A main step failed under errorHandling Fallback: the fallback steps are the ones run."""
+    return (
+        status.error is not None
+        and status.finishing is None
+        and status.state not in _FINAL_RUN_STATES
+    )
 
 
 def _record(status: WorkflowRunStatus, name: str) -> StepRecord | None:
     return next((r for r in status.steps if r.name == name), None)
 
 
-def next_action(spec: WorkflowSpec, status: WorkflowRunStatus, now: datetime) -> Action:
-    """What the run needs now, read from its status."""
+def run_deadline(spec: WorkflowSpec, status: WorkflowRunStatus, now: datetime) -> datetime | None:
+    """When the run times out: timeoutSeconds after its start, time spent paused not
+    counted; None without a timeout, and once the run is finishing (its finally steps are
+    bound by their own timeouts only)."""
+    if not spec.timeout_seconds or status.finishing is not None:
+        return None
+    started = status.started_at or now
+    return started + timedelta(seconds=spec.timeout_seconds + status.paused_seconds)
+
+
+def current_nodes(spec: WorkflowSpec, status: WorkflowRunStatus) -> list[Node]:
+    """The steps of the run's current part: main, fallback or finally."""
+    if status.finishing is not None:
+        return finally_nodes(spec)
+    return fallback_nodes(spec) if _falling_back(status) else main_nodes(spec)
+
+
+def next_action(
+    spec: WorkflowSpec,
+    status: WorkflowRunStatus,
+    now: datetime,
+    busy: frozenset[str] = frozenset(),
+) -> Action:
+    """What the run needs now, read from its status. ``busy``: steps whose call is in
+    flight in this process (not to be called again)."""
     if status.state in _FINAL_RUN_STATES:
         return Action(Kind.NONE)
-    started = status.started_at or now
-    if spec.timeout_seconds and now >= started + timedelta(seconds=spec.timeout_seconds):
+    if status.state is RunState.PAUSED:
+        return Action(Kind.WAIT)  # nothing starts, no timer fires, until it is resumed
+    deadline = run_deadline(spec, status, now)
+    if deadline is not None and now >= deadline:
         return Action(
             Kind.FINISH,
             state=RunState.FAILED,
             error=RunError(message=f"run timed out after {spec.timeout_seconds}s"),
         )
-    for name, step in _steps_in_order(spec, status):
-        record = _record(status, name)
-        if record is not None and record.state in _FINAL_STEP_STATES:
+    records = {r.name: r for r in status.steps}
+    calls: list[str] = []
+    wakes: list[datetime] = [deadline] if deadline is not None else []
+    unfinished = waiting = 0
+    for node in current_nodes(spec, status):
+        record = records.get(node.name)
+        if record is not None and record.state in FINAL_STEP_STATES:
             continue
-        if record is None or record.state in (StepState.PENDING, StepState.RUNNING):
-            return Action(Kind.CALL, step=name)
+        unfinished += 1
+        if node.name in busy:
+            waiting += 1
+            continue
+        if record is None or record.state is StepState.PENDING:
+            if all(_ended(records.get(n)) for n in node.needs):
+                calls.append(node.name)
+            continue
+        if record.state is StepState.RUNNING:
+            calls.append(node.name)  # a call whose answer was lost (a restart): re-issued
+            continue
         # WAITING: a retry backoff / sleep (wakeAt), or a deferred step (callback, timeout).
-        deadline = _step_deadline(step, record)
-        run_deadline = (
-            started + timedelta(seconds=spec.timeout_seconds) if spec.timeout_seconds else None
-        )
-        wake = min(
-            (t for t in (record.wake_at, deadline, run_deadline) if t is not None), default=None
-        )
+        waiting += 1
+        own = _step_deadline(node.step, record)
+        wake = min((t for t in (record.wake_at, own) if t is not None), default=None)
         if wake is not None and now >= wake:
             # Retry or sleep due, or the step's timeout passed: the runtime checks
             # timed_out() first and records the timeout instead of calling.
-            return Action(Kind.CALL, step=name)
-        return Action(Kind.WAIT, step=name, at=wake)
+            calls.append(node.name)
+        elif wake is not None:
+            wakes.append(wake)
+    if calls:
+        return Action(Kind.CALL, steps=tuple(calls))
+    if unfinished:
+        if not waiting:  # only steps that wait for each other: a cycle admission missed
+            return Action(
+                Kind.FINISH,
+                state=RunState.FAILED,
+                error=RunError(message="the remaining steps wait for each other in a cycle"),
+            )
+        return Action(Kind.WAIT, at=min(wakes, default=None))
+    if status.finishing is not None:
+        return Action(Kind.FINISH, state=status.finishing, error=status.error)
     # Every step ended (after a fallback: the fallback steps completed).
     return Action(Kind.FINISH, state=RunState.COMPLETED)
+
+
+def _ended(record: StepRecord | None) -> bool:
+    return record is not None and record.state in FINAL_STEP_STATES
 
 
 def _step_deadline(step: Step, record: StepRecord) -> datetime | None:
@@ -134,10 +203,9 @@ def time_left(
     """Seconds until a call of this step must be abandoned: its attempt's timeout or the
     run's, whichever comes first (None: neither is set)."""
     record = _record(status, name)
-    step = dict(_steps_in_order_all(spec)).get(name)
-    started = status.started_at or now
-    run = started + timedelta(seconds=spec.timeout_seconds) if spec.timeout_seconds else None
-    own = _step_deadline(step, record) if step is not None and record is not None else None
+    node = find_node(spec, name)
+    run = run_deadline(spec, status, now)
+    own = _step_deadline(node.step, record) if node is not None and record is not None else None
     due = min((t for t in (own, run) if t is not None), default=None)
     return None if due is None else (due - now).total_seconds()
 
@@ -145,11 +213,18 @@ def time_left(
 def timed_out(spec: WorkflowSpec, status: WorkflowRunStatus, name: str, now: datetime) -> bool:
     """Has the step passed its own timeout (checked before calling it again)?"""
     record = _record(status, name)
-    step = dict(_steps_in_order(spec, status)).get(name)
-    if record is None or step is None:
+    node = find_node(spec, name)
+    if record is None or node is None:
         return False
-    deadline = _step_deadline(step, record)
+    deadline = _step_deadline(node.step, record)
     return deadline is not None and now >= deadline
+
+
+def skip(status: WorkflowRunStatus, name: str, now: datetime, reason: str) -> WorkflowRunStatus:
+    """A step whose condition is false: recorded as skipped, saying why."""
+    record = StepRecord(name=name, state=StepState.SKIPPED, finished_at=now, reason=reason)
+    steps = [r for r in status.steps if r.name != name]
+    return status.model_copy(update={"steps": [*steps, record]})
 
 
 def begin_attempt(
@@ -171,7 +246,7 @@ def begin_attempt(
             name=name,
             state=StepState.PENDING,
             attempts=0,
-            unique_execution_id=execution_id(run_uid, name),
+            unique_execution_id=execution_id(run_uid, name, len(status.retries)),
             started_at=now,
         )
         steps.append(record)
@@ -202,14 +277,9 @@ def begin_attempt(
 
 
 def _retry_policy(spec: WorkflowSpec, name: str) -> RetryPolicy:
-    step = dict(_steps_in_order_all(spec)).get(name)
-    return (step.retry_policy if step else None) or spec.retry_policy or RetryPolicy(max_attempts=1)
-
-
-def _steps_in_order_all(spec: WorkflowSpec) -> list[tuple[str, Step]]:
-    return [(s.name, s) for s in spec.steps] + [
-        (FALLBACK_PREFIX + s.name, s) for s in spec.fallback
-    ]
+    node = find_node(spec, name)
+    own = node.step.retry_policy if node else None
+    return own or spec.retry_policy or RetryPolicy(max_attempts=1)
 
 
 def backoff(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:
@@ -272,7 +342,7 @@ def _record_reply(
         done = record.model_copy(
             update={"state": StepState.COMPLETED, "finished_at": now, "wake_at": None}
         )
-        return _finish(_replace(status, done), RunState.COMPLETED, now)
+        return finish(_replace(status, done), RunState.COMPLETED, now, spec=spec)
     if isinstance(reply, DeferReply):
         waiting = record.model_copy(update={"state": StepState.WAITING, "wake_at": None})
         return _replace(status, waiting)
@@ -310,33 +380,69 @@ def record_timeout(
 ) -> WorkflowRunStatus:
     """A step's attempt passed its timeoutSeconds: the attempt fails as timed out, and is
     retried per the retry policy (then error handling decides what follows)."""
-    step = dict(_steps_in_order_all(spec))[name]
-    timeout = ErrorReply(
-        message=f"step {name} timed out after {step.timeout_seconds}s", retryable=True
-    )
+    node = find_node(spec, name)
+    seconds = node.step.timeout_seconds if node is not None else None
+    timeout = ErrorReply(message=f"step {name} timed out after {seconds}s", retryable=True)
     return record_reply(spec, status, name, timeout, now, rng or random.Random())
 
 
-def cancel(status: WorkflowRunStatus, now: datetime) -> WorkflowRunStatus:
-    """`spec.cancel: true`: unfinished steps are cancelled, the run ends `cancelled`."""
+def _cancel_unfinished(
+    status: WorkflowRunStatus, now: datetime, reason: str, *, finally_too: bool
+) -> WorkflowRunStatus:
     steps = [
         r
-        if r.state in _FINAL_STEP_STATES
+        if r.state in FINAL_STEP_STATES or (r.name.startswith(FINALLY_PREFIX) and not finally_too)
         else r.model_copy(
-            update={"state": StepState.CANCELLED, "finished_at": now, "wake_at": None}
+            update={
+                "state": StepState.CANCELLED,
+                "finished_at": now,
+                "wake_at": None,
+                "reason": reason,
+            }
         )
         for r in status.steps
     ]
-    return _finish(status.model_copy(update={"steps": steps}), RunState.CANCELLED, now)
+    return status.model_copy(update={"steps": steps})
+
+
+def cancel(status: WorkflowRunStatus, now: datetime) -> WorkflowRunStatus:
+    """`spec.cancel: true`: unfinished steps are cancelled (finally steps do not run), the
+    run ends `cancelled`."""
+    cancelled = _cancel_unfinished(status, now, "the run was cancelled", finally_too=True)
+    return _finish(cancelled, RunState.CANCELLED, now)
 
 
 def finish(
-    status: WorkflowRunStatus, state: RunState, now: datetime, error: RunError | None = None
+    status: WorkflowRunStatus,
+    state: RunState,
+    now: datetime,
+    error: RunError | None = None,
+    *,
+    spec: WorkflowSpec | None = None,
 ) -> WorkflowRunStatus:
-    """End the run (completed, failed on a run timeout, …); unfinished steps are cancelled."""
-    ended = cancel(status, now) if state is not RunState.COMPLETED else status
+    """The run's steps are over — completed, failed (a step, a run timeout) or ended early
+    (an exit). Unfinished steps are cancelled. When the workflow has finally steps that
+    have not run yet, the run goes on with them (`finishing` holds the state it ends in);
+    otherwise it ends now."""
     reason = (error or status.error) if state is not RunState.COMPLETED else None
-    return _finish(ended, state, now, reason)
+    if status.finishing is None:
+        why = "the run failed" if state is not RunState.COMPLETED else "the run ended"
+        status = _cancel_unfinished(status, now, why, finally_too=False)
+        if spec is not None and spec.finally_ and state in (RunState.COMPLETED, RunState.FAILED):
+            return _settle(
+                status.model_copy(
+                    update={
+                        "finishing": state,
+                        "error": reason,
+                        "state": RunState.RUNNING
+                        if status.state is not RunState.PAUSED
+                        else RunState.PAUSED,
+                    }
+                )
+            )
+    else:
+        status = _cancel_unfinished(status, now, "the run ended", finally_too=True)
+    return _finish(status, state, now, reason)
 
 
 def _fail_step(
@@ -352,16 +458,24 @@ def _fail_step(
     )
     status = _replace(status, failed)
     run_error = RunError(message=message, step=record.name)
+    if record.name.startswith(FINALLY_PREFIX):
+        # The other finally steps still run; the run ends failed.
+        return status.model_copy(
+            update={"finishing": RunState.FAILED, "error": status.error or run_error}
+        )
     in_fallback = record.name.startswith(FALLBACK_PREFIX)
     if in_fallback or spec.error_handling is ErrorHandling.STOP:
-        return _finish(status, RunState.FAILED, now, status.error or run_error)
+        return finish(status, RunState.FAILED, now, status.error or run_error, spec=spec)
     if spec.error_handling is ErrorHandling.CONTINUE:
         return status
     if not spec.fallback:
-        return _finish(status, RunState.FAILED, now, run_error)
-    # Fallback: remaining main steps are skipped; the fallback steps run next.
+        return finish(status, RunState.FAILED, now, run_error, spec=spec)
+    # Fallback: the main steps still running are cancelled, those not reached skipped;
+    # the fallback steps run next.
+    why = f"step {record.name} failed: the fallback steps run instead"
+    status = _cancel_unfinished(status, now, why, finally_too=False)
     skipped = [
-        StepRecord(name=s.name, state=StepState.SKIPPED, finished_at=now)
+        StepRecord(name=s.name, state=StepState.SKIPPED, finished_at=now, reason=why)
         for s in spec.steps
         if _record(status, s.name) is None
     ]
@@ -384,13 +498,15 @@ def _finish(
             "finished_at": now,
             "error": error if state is not RunState.COMPLETED else None,
             "output": output,
+            "finishing": None,
         }
     )
 
 
 def _last_outcome_data(status: WorkflowRunStatus) -> Any:
+    """The run's output: the data of the last outcome of a main or fallback step."""
     for record in reversed(status.steps):
-        if record.outcome is not None:
+        if record.outcome is not None and not record.name.startswith(FINALLY_PREFIX):
             return record.outcome.data
     return None
 

@@ -40,7 +40,7 @@ from controller.workflows.naming import event_key
 from controller.workflows.run_index import Indexes
 from controller.workflows.run_resume import RunResumer
 from controller.workflows.steps import HookRejected, deliver_hook
-from controller.workflows.triggers import Triggers, is_active
+from controller.workflows.triggers import InputRefused, Triggers, is_active
 
 log = get_logger("blockflow.workflows")
 
@@ -137,7 +137,10 @@ class HttpBackend:
         delivery = delivery_id(event, webhook.delivery_id)
         uid = workflow["metadata"]["uid"]
         dedupe = None if delivery is None else event_key(f"webhook:{uid}", delivery)
-        name = await self.triggers.start_run(workflow, event, trigger="webhook", dedupe=dedupe)
+        try:
+            name = await self.triggers.start_run(workflow, event, trigger="webhook", dedupe=dedupe)
+        except InputRefused as exc:
+            return problem(400, str(exc))
         if name is None:
             metrics.EVENTS_RECEIVED.labels("duplicate").inc()
         if webhook.response is not None:
@@ -208,13 +211,16 @@ class HttpBackend:
                 "the trigger block's handler replied data that is not a JSON object "
                 "(a run's input is an object)",
             )
-        name = await self.triggers.start_run(
-            workflow,
-            reply.data,
-            dedupe=event_key(f"trigger:{meta['uid']}", reply.id),
-            version=version,
-            trigger="block",
-        )
+        try:
+            name = await self.triggers.start_run(
+                workflow,
+                reply.data,
+                dedupe=event_key(f"trigger:{meta['uid']}", reply.id),
+                version=version,
+                trigger="block",
+            )
+        except InputRefused as exc:
+            return problem(400, f"the trigger block's event: {exc}")
         return Reply(202, {"run": name, "duplicate": name is None})
 
     async def hook(self, token: str, request: IncomingRequest) -> Reply:

@@ -38,6 +38,10 @@ def workflow_secret_name(workflow: str) -> str:
     return f"{name[: _MAX_NAME - 11]}-{digest}"
 
 
+#: The label (and annotation, with the full name) on a run a `workflow` step started.
+PARENT_LABEL = "blockflow.dev/parent-run"
+
+
 def run_name(workflow: str, when: datetime, suffix: str | None = None) -> str:
     """A run name that sorts by start time within its workflow."""
     stamp = when.strftime("%Y%m%d-%H%M%S") + f"{when.microsecond // 1000:03d}"

@@ -18,18 +18,19 @@ from controller.api.common import Condition, LifecycleState
 from controller.api.events import WorkflowRunEnded, event_data
 from controller.api.workflow import Step, WorkflowSpec
 from controller.api.workflowrun import RunState, StepRecord, StepState, WorkflowRunStatus
-from controller.handlers.protocol import CallMetadata, EntityInput
+from controller.handlers.protocol import CallMetadata, EntityInput, ErrorReply, OutcomeReply
 from controller.kube.objects import Body, generation, spec_of, status_of, workflow_ref
 from controller.lifecycle.conditions import conditions_for
-from controller.workflows import executor
 from controller.workflows.activator import TokenKeys
+from controller.workflows.executor import StepReply
+from controller.workflows.graph import bare_name, find_node
 
 
 def cel_context(body: Body, status: WorkflowRunStatus) -> dict[str, Any]:
     """What CEL sees: event, steps.<name>.{id,data,state,error}, workflow, run."""
     meta = body["metadata"]
     steps = {
-        r.name.removeprefix(executor.FALLBACK_PREFIX): {
+        bare_name(r.name): {
             "id": r.outcome.id if r.outcome else None,
             "data": r.outcome.data if r.outcome else None,
             "state": r.state.value,
@@ -46,7 +47,14 @@ def cel_context(body: Body, status: WorkflowRunStatus) -> dict[str, Any]:
             "namespace": meta["namespace"],
             "version": status.workflow_version,
         },
-        "run": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+        "run": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            # What finally steps see: how the run ends.
+            "state": (status.finishing or status.state or RunState.QUEUED).value,
+            "error": status.error.message if status.error else None,
+        },
     }
 
 
@@ -116,10 +124,10 @@ def unobserved(body: Body) -> bool:
 
 
 def find_step(spec: WorkflowSpec, name: str) -> Step:
-    if name.startswith(executor.FALLBACK_PREFIX):
-        bare = name[len(executor.FALLBACK_PREFIX) :]
-        return next(s for s in spec.fallback if s.name == bare)
-    return next(s for s in spec.steps if s.name == name)
+    node = find_node(spec, name)
+    if node is None:
+        raise KeyError(f"no step {name}")
+    return node.step
 
 
 def find_record(status: WorkflowRunStatus, name: str) -> StepRecord:
@@ -141,3 +149,13 @@ def run_ended_data(workflow: str, run: str, status: WorkflowRunStatus) -> dict[s
         workflow=workflow, run=run, state=status.state, output=status.output, error=status.error
     )
     return event_data(ended)
+
+
+def child_reply(step: str, child: str, ended: WorkflowRunStatus) -> StepReply:
+    """What a `workflow` step's child run ending means for the step: its output as the
+    outcome `completed`, or a failure saying how the child ended."""
+    assert ended.state is not None
+    if ended.state is RunState.COMPLETED:
+        return OutcomeReply(id="completed", data={"run": child, "output": ended.output})
+    why = f": {ended.error.message}" if ended.error else ""
+    return ErrorReply(message=f"step {step}: run {child} {ended.state.value}{why}", retryable=False)

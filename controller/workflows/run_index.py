@@ -31,6 +31,10 @@ class RunEntry:
     hooks: tuple[str, ...] = ()
     #: The resourceVersion indexed (an older body of the run is never indexed over it).
     version: int = 0
+    #: The run whose `workflow` step started this one.
+    parent: str | None = None
+    #: Runs this one's `workflow` steps started.
+    children: tuple[str, ...] = ()
 
 
 @dataclass
@@ -63,6 +67,7 @@ class Indexes:
         event_key = labels.get("blockflow.dev/event-key")
         if event_key:
             self.event_keys.setdefault((key.namespace, workflow), set()).add(event_key)
+        annotations = body["metadata"].get("annotations") or {}
         entry = RunEntry(
             workflow,
             status.get("state"),
@@ -70,6 +75,8 @@ class Indexes:
             tuple(callbacks),
             tuple(hooks),
             resource_version(body),
+            annotations.get("blockflow.dev/parent-run"),
+            tuple(r["child"] for r in status.get("steps") or [] if r.get("child")),
         )
         self.runs[key] = entry
         group = self.groups.setdefault((key.namespace, workflow), {})

@@ -34,32 +34,30 @@ from pydantic import ValidationError
 from controller import metrics
 from controller.api.common import Condition
 from controller.api.workflow import Step, WorkflowSpec
-from controller.api.workflowrun import RunError, RunState, StepRecord, WorkflowRunStatus
-from controller.handlers.protocol import CallMetadata, EntityInput, ErrorReply, ExecuteRequest
-from controller.handlers.transport import HandlerError
+from controller.api.workflowrun import (
+    RunError,
+    RunState,
+    StepRecord,
+    WorkflowRunStatus,
+)
+from controller.handlers.protocol import CallMetadata, EntityInput
 from controller.kube.api import KubeApi
 from controller.kube.decoding import undecodable
 from controller.kube.objects import Body, Key, generation, spec_of, status_of, workflow_ref
 from controller.kube.rest import KubeApiError
 from controller.logs import get_logger
-from controller.runtime.calls import before
 from controller.runtime.controller import DONE, NOW, KeyedController, Outcome
 from controller.runtime.events import EventPoster
 from controller.runtime.store import Cache
-from controller.server.tokens import token_hash
-from controller.workflows import admission, counters, executor
+from controller.workflows import admission, counters, executor, run_control
 from controller.workflows.activator import Apps, TokenKeys
-from controller.workflows.admission import Verdict
-from controller.workflows.executor import Kind, StepReply
+from controller.workflows.admission import Admission, Verdict
+from controller.workflows.executor import Kind
+from controller.workflows.run_calls import StepCaller
+from controller.workflows.run_children import ChildRuns
 from controller.workflows.run_context import (
-    builtin_target,
-    call_metadata,
-    cel_context,
-    find_record,
-    find_step,
     run_conditions,
     run_ended_data,
-    step_entity,
     unobserved,
 )
 from controller.workflows.run_index import (
@@ -68,15 +66,23 @@ from controller.workflows.run_index import (
     NOT_ADMITTED,
     Indexes,
 )
-from controller.workflows.steps import Builtins, StepCall, Wait
-from controller.workflows.templating import TemplateError, render
+from controller.workflows.steps import Builtins
+from controller.workflows.triggers import refused_input
 from controller.workflows.workflow_status import WorkflowStatusWriter
 
 log = get_logger("blockflow.runs")
 
-#: Handler failures that another attempt will not fix.
-PERMANENT_REASONS = ("InvalidReply", "UnknownHandler", "AppNotFound", "SecretNotFound")
 MAX_LOOP = 10_000
+#: The annotation a client sets, with spec.retry, to say who retries a run.
+RETRIED_BY = "blockflow.dev/retried-by"
+
+
+def _retried_message(status: WorkflowRunStatus) -> str:
+    last = status.retries[-1]
+    steps = ", ".join(last.steps) or "none"
+    who = f" by {last.by}" if last.by else ""
+    n, was = len(status.retries), last.previous_state.value
+    return f"retry {n}{who} from {was}: steps again: {steps}"
 
 
 class Conflict(Exception):
@@ -121,6 +127,17 @@ class RunRuntime:
         self.controller: KeyedController[Key] = KeyedController(
             "runs", self.reconcile, workers=workers
         )
+        #: Calls in flight, and their answers until they are recorded.
+        self.caller = StepCaller(
+            apps=apps,
+            builtins=builtins,
+            tokens=tokens,
+            workflows=workflows,
+            now=now,
+            answered=self.controller.add,
+        )
+        #: Runs started by `workflow` steps, and the parents waiting for them.
+        self.children = ChildRuns(api, index, self.controller.add)
         #: Called after each status write of a run (a seam for fault-injection tests).
         self.on_write = on_write
         self._own_writes: dict[Key, list[str]] = {}
@@ -136,6 +153,7 @@ class RunRuntime:
         if event_type == "DELETED":
             entry = self.index.drop(key)
             self.controller.forget(key)
+            self.caller.forget(key)
             self._own_writes.pop(key, None)
             if entry is not None:
                 self._wake_queued(key.namespace, entry.workflow)
@@ -156,7 +174,8 @@ class RunRuntime:
             # Older than our own write, already indexed and planned (its echo is skipped
             # above): indexing it would put back a state the run has left, for good.
             return
-        self.index.put(key, body)
+        entry = self.index.put(key, body)
+        self.children.wake_parent(key, entry)
         outcome = self._plan(body)
         if outcome.requeue_after is not None:
             self.controller.add_after(key, outcome.requeue_after)
@@ -168,11 +187,14 @@ class RunRuntime:
         if undecodable(body) and state not in FINAL_STATES:
             return NOW  # to be failed with the reason
         if state in FINAL_STATES:
-            if "finished" not in (status.get("accounted") or []) or unobserved(body):
+            accounted = status.get("accounted") or []
+            mark = "finished" if not status.get("retries") else f"finished-{len(status['retries'])}"
+            retry = int(spec_of(body).get("retry") or 0) > len(status.get("retries") or [])
+            if mark not in accounted or unobserved(body) or retry:
                 return NOW
             return DONE
-        if state in NOT_ADMITTED or spec_of(body).get("cancel"):
-            return NOW
+        if state in NOT_ADMITTED or spec_of(body).get("cancel") or unobserved(body):
+            return NOW  # a spec change (pause, resume, …) is acted on at once
         try:
             spec = WorkflowSpec.model_validate(status.get("workflowSpec") or {})
             run_status = WorkflowRunStatus.model_validate(status)
@@ -204,7 +226,7 @@ class RunRuntime:
 
     async def _advance(self, key: Key, body: Body) -> tuple[Body, Outcome | None]:
         """Carry the run as far as it goes now. Transitions happen in memory; the status is
-        written once before each step call (so the call is durable before it is made), and
+        written once before steps are called (so a call is durable before it is made), and
         once when the run waits or ends. Returns the body and when to look again (None:
         re-read it and go on)."""
         now = self.now()
@@ -218,9 +240,17 @@ class RunRuntime:
             failed = executor.finish(status, RunState.FAILED, now, RunError(message=message))
             return await self._end(key, body, failed), DONE
         status = WorkflowRunStatus.model_validate(status_of(body))
+        requested = int(spec_of(body).get("retry") or 0)
         if status.state in FINAL_STATES:
-            if "finished" not in status.accounted:
+            mark = run_control.finished_mark(status)
+            if mark not in status.accounted:
                 body = await self._end(key, body, status)
+            elif run_control.wants_retry(requested, status):
+                by = (body["metadata"].get("annotations") or {}).get(RETRIED_BY)
+                retried = run_control.retry(status, now, by)
+                body = await self._write(body, retried)
+                self.events.post(body, "Normal", "Retried", _retried_message(retried))
+                return body, NOW
             elif unobserved(body):
                 # The spec changed after the end (e.g. a late cancel): nothing to do but to
                 # say so, or kstatus would see the run in progress for ever.
@@ -251,16 +281,24 @@ class RunRuntime:
             dirty = True
         for _ in range(MAX_LOOP):
             now = self.now()
+            recorded = self.caller.record(key, spec, status, self.rng)  # answers of calls
+            recorded = await self.children.ended(key, spec, recorded, self.now(), self.rng)
+            dirty, status = dirty or recorded != status, recorded
             if status.state in FINAL_STATES:  # a reply ended it (exit, error with Stop, …)
                 return await self._end(key, body, status, snapshot=snapshot), DONE
             if spec_of(body).get("cancel"):  # seen in our last write's answer
                 cancelled = executor.cancel(status, now)
                 return await self._end(key, body, cancelled, snapshot=snapshot), DONE
-            action = executor.next_action(spec, status, now)
+            paused = bool(spec_of(body).get("paused"))
+            if paused != (status.state is RunState.PAUSED):
+                change = run_control.pause if paused else run_control.resume
+                status, dirty = change(status, now), True
+            action = executor.next_action(spec, status, now, self.caller.busy(key))
             if action.kind is Kind.FINISH:
                 assert action.state is not None
-                ended = executor.finish(status, action.state, now, action.error)
-                return await self._end(key, body, ended, snapshot=snapshot), DONE
+                status = executor.finish(status, action.state, now, action.error, spec=spec)
+                dirty = True
+                continue  # ended, or its finally steps are next
             if action.kind is Kind.NONE:
                 return body, DONE
             if action.kind is Kind.WAIT:
@@ -269,98 +307,27 @@ class RunRuntime:
                 if action.at is None:
                     return body, DONE
                 return body, Outcome.after((action.at - now).total_seconds())
-            assert action.step is not None
-            name = action.step
-            if executor.timed_out(spec, status, name, now):
-                status, dirty = executor.record_timeout(spec, status, name, now, self.rng), True
+            begun, calls = self.caller.begin(body, spec, status, action.steps, now, self.rng)
+            if not calls:  # only skips and timeouts: plan again
+                status, dirty = begun, True
                 continue
-            step = find_step(spec, name)
-            uid = body["metadata"]["uid"]
-            extra: dict[str, Any] = {}
-            if step.uses.app is not None:
-                extra["callback_token_hash"] = token_hash(
-                    self.tokens.callback(executor.execution_id(uid, name))
-                )
-            begun = executor.begin_attempt(status, name, uid, now, **extra)
             if dirty or begun != status:
-                # Durable before the call: a crash from here on re-issues the same call.
+                # Durable before the calls: a crash from here on re-issues the same calls.
                 # (A call re-issued after a crash is already recorded as running.)
                 body = await self._write(body, begun, snapshot=snapshot)
                 snapshot = False
-            started = self.now()
-            left = executor.time_left(spec, begun, name, started)  # the attempt's or the run's
-            call = self._execute(body, spec, begun, step, find_record(begun, name))
-            reply = await before(None if left is None else left + 0.01, call)
-            if reply is None:  # timed out mid-call: recorded next, a late answer never
-                status, dirty = begun, True
-                continue
-            kind = step.uses.type if step.uses.app is None else "block"
-            metrics.STEP_SECONDS.labels(kind).observe((self.now() - started).total_seconds())
-            if isinstance(reply, Wait):
-                status = executor.wait_until(
-                    begun, name, reply.at, hook_token_hash=reply.hook_token_hash, received=[]
-                )
-            else:
-                status = executor.record_reply(spec, begun, name, reply, self.now(), self.rng)
-            dirty = True
+            dirty, status = False, begun
+            for name in calls:
+                self.caller.start(key, body, spec, begun, name)
         return body, None
-
-    async def _execute(
-        self,
-        body: Body,
-        spec: WorkflowSpec,
-        status: WorkflowRunStatus,
-        step: Step,
-        record: StepRecord,
-    ) -> StepReply | Wait:
-        try:
-            with_ = render(step.with_, cel_context(body, status), f"step {step.name}: with")
-        except TemplateError as exc:
-            return ErrorReply(message=str(exc), retryable=False)
-        with_ = with_ if isinstance(with_, dict) else {}
-        meta = body["metadata"]
-        if step.uses.app is None:
-            call = StepCall(
-                namespace=meta["namespace"],
-                run_name=meta["name"],
-                run_uid=meta["uid"],
-                step=step,
-                record=record,
-                with_=with_,
-                now=self.now(),
-            )
-            try:
-                async with self.apps.calls.slot(builtin_target(step.uses.type, with_)):
-                    return await self.builtins.execute(call)
-            except KubeApiError as exc:
-                return ErrorReply(message=f"step {step.name}: {exc.message}", retryable=True)
-        try:
-            app = await self.apps.app_handle(meta["namespace"], step.uses.app)
-            request = ExecuteRequest(
-                entity=self.entity(body, status, step, with_),
-                app=app.input,
-                with_=with_,
-                metadata=self.metadata(record),
-            )
-            reply: StepReply = await app.call(request)
-            return reply
-        except HandlerError as exc:
-            return ErrorReply(
-                message=f"step {step.name}: {exc.message}",
-                retryable=exc.reason not in PERMANENT_REASONS,
-            )
 
     def entity(
         self, body: Body, status: WorkflowRunStatus, step: Step, with_: dict[str, Any]
     ) -> EntityInput:
-        """The step's entity as a step block sees it: the workflow, at the run's version."""
-        ref = Key("Workflow", body["metadata"]["namespace"], workflow_ref(body))
-        workflow = self.workflows.get(ref)
-        uid = (workflow or {}).get("metadata", {}).get("uid", "")
-        return step_entity(body, status, step, with_, uid)
+        return self.caller.entity(body, status, step, with_)
 
     def metadata(self, record: StepRecord) -> CallMetadata:
-        return call_metadata(record, self.tokens)
+        return self.caller.metadata(record)
 
     # -- admission -----------------------------------------------------------------------
 
@@ -379,6 +346,11 @@ class RunRuntime:
         verdict = admission.admit(
             workflow, name, key.namespace, spec_of(body).get("workflowVersion"), concurrency, others
         )
+        if verdict.verdict is Verdict.RUN and workflow is not None:
+            refused = refused_input(workflow, spec_of(body).get("input"))
+            if refused is not None:
+                metrics.RUN_INPUT_REFUSED.labels("run").inc()
+                verdict = Admission(Verdict.REFUSE, f"spec.input: {refused}")
         if verdict.verdict is Verdict.REFUSE:
             return executor.finish(status, RunState.FAILED, now, RunError(message=verdict.message))
         if verdict.verdict is Verdict.SKIP:
@@ -439,7 +411,11 @@ class RunRuntime:
         if len(own) >= 8:  # echoes that never came (a watch restarted): forget them
             del own[:-1]
         own.append(updated["metadata"]["resourceVersion"])
-        self.index.put(key, updated)
+        entry = self.index.put(key, updated)
+        self.caller.written(key, status)
+        self.children.wake_parent(key, entry)
+        if entry.children:
+            await self.children.stop(key, status)
         if self.on_write is not None:
             self.on_write(updated)
         return updated
@@ -459,9 +435,10 @@ class RunRuntime:
         Workflow (idempotent), tell the world (events deduplicated by id), then write the
         final status with the mark that all of this is done."""
         name = workflow_ref(body)
+        mark = run_control.finished_mark(status)
         if "started" in status.accounted:
-            await self._count(body, status, "finished")
-        status = status.model_copy(update={"accounted": [*status.accounted, "finished"]})
+            await self._count(body, status, mark)
+        status = status.model_copy(update={"accounted": [*status.accounted, mark]})
         state = status.state
         assert state is not None
         reason, kind = {
@@ -475,10 +452,12 @@ class RunRuntime:
                 key.namespace,
                 f"WorkflowRun.{state.value}",
                 f"blockflow.dev/namespaces/{key.namespace}/workflowruns/{key.name}",
-                f"{body['metadata']['uid']}/{state.value}",
+                f"{body['metadata']['uid']}/{state.value}"
+                + (f"/retry-{len(status.retries)}" if status.retries else ""),
                 run_ended_data(name, key.name, status),
             )
         body = await self._write(body, status, snapshot=snapshot)
+        self.caller.forget(key)
         if kind == "Warning":
             # Failures are Events for people; a completed run says so in `kubectl get wfr`
             # (an Event per successful run would double the API writes at volume).

@@ -91,7 +91,7 @@ class WorkflowRuntime:
             status=self.status,
             index=self.index,
             tokens=tokens,
-            builtins=Builtins(kube, http, self.triggers.publish),
+            builtins=Builtins(kube, http, self.triggers.publish, self.triggers.start_child),
             publish=self.triggers.publish,
             events=events,
             workers=workers,
@@ -175,7 +175,7 @@ class WorkflowRuntime:
 
     def background(self) -> list[asyncio.Task[Any]]:
         """Work started in the background and not finished yet (phase updates, events)."""
-        return [*self._background, *self.triggers.publishing]
+        return [*self._background, *self.triggers.publishing, *self.runs.caller.tasks()]
 
     async def readiness(self) -> tuple[bool, str]:
         if not (self._ready or self.standby_ready):

@@ -24,7 +24,7 @@ from controller.runtime.controller import DONE, KeyedController, Outcome
 from controller.workflows.naming import run_name
 from controller.workflows.run_index import ACTIVE_STATES, Indexes
 from controller.workflows.schedule import CronError, due_slots, next_wake, parse_cron
-from controller.workflows.triggers import Triggers, is_active
+from controller.workflows.triggers import InputRefused, Triggers, is_active
 from controller.workflows.workflow_status import WorkflowStatusWriter
 
 log = get_logger("blockflow.schedules")
@@ -104,12 +104,16 @@ class Scheduler:
         if active and policy is ConcurrencyPolicy.FORBID:
             await self.triggers.count_ignored(key)
             return
-        created = await self.triggers.start_run(
-            workflow,
-            {"type": "schedule", "scheduledTime": slot.isoformat()},
-            trigger="schedule",
-            name=name,
-        )
+        try:
+            created = await self.triggers.start_run(
+                workflow,
+                {"type": "schedule", "scheduledTime": slot.isoformat()},
+                trigger="schedule",
+                name=name,
+            )
+        except InputRefused as exc:
+            self.status.events.post(workflow, "Warning", "InputRefused", f"schedule: {exc}")
+            return
         if created is not None and policy is ConcurrencyPolicy.REPLACE:
             for run in active:
                 await self.api.patch_spec(

@@ -154,3 +154,35 @@ def render(value: Any, context: dict[str, Any], path: str = "with") -> Any:
     if isinstance(value, list):
         return [render(v, context, f"{path}[{i}]") for i, v in enumerate(value)]
     return value
+
+
+def condition_source(text: str) -> str:
+    """The CEL of a step's `if`: `${{ expr }}` or the bare expression."""
+    whole = _EXPRESSION.fullmatch(text.strip())
+    return whole.group(1).strip() if whole else text.strip()
+
+
+def condition_errors(text: str, path: str) -> list[str]:
+    """Why an `if` cannot be evaluated at all (it must be one expression that compiles)."""
+    source = condition_source(text)
+    if "${{" in source or "}}" in source:
+        return [f"{path}: write one expression, `${{{{ <CEL> }}}}` or the bare CEL"]
+    try:
+        _program(source)
+    except Exception as exc:
+        return [f"{path}: ${{{{ {source} }}}} does not compile: {_compile_reason(exc)}"]
+    return []
+
+
+def condition_holds(text: str, context: dict[str, Any], path: str) -> bool:
+    """A step's `if`, evaluated: true or false; anything else is an error naming `path`."""
+    source = condition_source(text)
+    value = _evaluate(source, context, path)
+    if not isinstance(value, bool):
+        shown = _as_text(value)
+        shown = shown if len(shown) <= 40 else shown[:40] + "…"
+        raise TemplateError(
+            f"{path}: ${{{{ {source} }}}} is {shown}, not true or false; "
+            "compare it, e.g. `== 'created'` or `!= null`"
+        )
+    return value

@@ -27,11 +27,28 @@ from controller.runtime.transitions import Transition
 from controller.server.tokens import token_hash
 from controller.workflows.activator import TokenKeys, wanted_state
 from controller.workflows.counters import IGNORED
-from controller.workflows.naming import event_key, new_run_body
+from controller.workflows.input_schema import input_errors
+from controller.workflows.naming import PARENT_LABEL, event_key, label_value, new_run_body
 from controller.workflows.run_index import Indexes
+from controller.workflows.steps.base import ChildRefused, ChildRun
 from controller.workflows.workflow_status import WorkflowStatusWriter
 
 log = get_logger("blockflow.workflows")
+
+
+class InputRefused(ValueError):
+    """The input does not match the workflow's spec.inputSchema: no run is started."""
+
+
+def refused_input(workflow: Body, input_: Any) -> str | None:
+    """Why the activated version's inputSchema refuses this input (None: it matches)."""
+    schema = spec_of(status_of(workflow).get("activation") or {}).get("inputSchema")
+    if not isinstance(schema, dict):
+        return None
+    errors = input_errors(schema, input_)
+    if not errors:
+        return None
+    return "the input does not match spec.inputSchema: " + "; ".join(errors)
 
 
 def is_active(body: Body) -> bool:
@@ -186,7 +203,12 @@ class Triggers:
                 metrics.EVENTS_RECEIVED.labels("ignored").inc()
                 await self.count_ignored(key)
                 continue
-            created = await self.start_run(body, document, dedupe=dedupe, trigger="event")
+            try:
+                created = await self.start_run(body, document, dedupe=dedupe, trigger="event")
+            except InputRefused as exc:
+                metrics.EVENTS_RECEIVED.labels("rejected").inc()
+                self.status.events.post(body, "Warning", "InputRefused", f"{type_}: {exc}")
+                continue
             metrics.EVENTS_RECEIVED.labels("started" if created else "duplicate").inc()
             started += int(created is not None)
         return started
@@ -194,6 +216,23 @@ class Triggers:
     async def count_ignored(self, key: Key) -> None:
         """An event (or schedule slot) the workflow ignored, counted on the workflow."""
         await self.status.count(key, IGNORED)
+
+    async def start_child(self, child: ChildRun) -> None:
+        """A run of another workflow for a `workflow` step (nothing when it exists already)."""
+        workflow = self.cache.get(Key("Workflow", child.namespace, child.workflow))
+        if workflow is None:
+            raise ChildRefused(f"Workflow {child.workflow} not found in this namespace")
+        if not is_active(workflow):
+            phase = status_of(workflow).get("phase") or "Draft"
+            raise ChildRefused(
+                f"Workflow {child.workflow} is {phase}: activate it (spec.state: Active)"
+            )
+        try:
+            await self.start_run(
+                workflow, child.input, trigger="workflow", name=child.name, parent=child
+            )
+        except InputRefused as exc:
+            raise ChildRefused(f"with.input: {exc}") from None
 
     async def start_run(
         self,
@@ -204,8 +243,14 @@ class Triggers:
         version: int | None = None,
         trigger: str,
         name: str | None = None,
+        parent: ChildRun | None = None,
     ) -> str | None:
-        """Create one run (None when the dedupe key already started one)."""
+        """Create one run (None when the dedupe key already started one). Raises
+        InputRefused, creating nothing, when the input does not match the inputSchema."""
+        refused = refused_input(workflow, input_)
+        if refused is not None:
+            metrics.RUN_INPUT_REFUSED.labels(trigger).inc()
+            raise InputRefused(refused)
         meta = workflow["metadata"]
         key = Key.of(workflow)
         activation = status_of(workflow).get("activation") or {}
@@ -225,6 +270,21 @@ class Triggers:
                 event_key_=dedupe,
                 name=name,
             )
+            if parent is not None:
+                body["metadata"]["labels"][PARENT_LABEL] = label_value(parent.parent_name)
+                body["metadata"]["annotations"] = {
+                    PARENT_LABEL: parent.parent_name,
+                    "blockflow.dev/parent-step": parent.parent_step,
+                }
+                body["metadata"]["ownerReferences"].append(
+                    {
+                        "apiVersion": "blockflow.dev/v1alpha1",
+                        "kind": "WorkflowRun",
+                        "name": parent.parent_name,
+                        "uid": parent.parent_uid,
+                        "blockOwnerDeletion": False,
+                    }
+                )
             try:
                 created = await self.api.create(body)
             except KubeApiError as exc:

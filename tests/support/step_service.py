@@ -50,6 +50,8 @@ class Controls:
     activate_error: str | None = None
     effect_delay: float = 0.0
     deactivate_delay: float = 0.0
+    #: While set, /effects answers with this status and applies nothing (a service down).
+    effects_down: int | None = None
 
 
 @dataclass
@@ -58,6 +60,7 @@ class StepService:
     controls: Controls = field(default_factory=Controls)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     effects: dict[str, int] = field(default_factory=dict)  # key → effect number
+    bodies: dict[str, Any] = field(default_factory=dict)  # key → the request's body
     effect_requests: Counter[str] = field(default_factory=Counter)
     arrivals: Counter[str] = field(default_factory=Counter)  # slow requests, on arrival
     _attempts: Counter[str] = field(default_factory=Counter)
@@ -113,7 +116,10 @@ class StepService:
     async def _effect(self, request: web.Request) -> web.Response:
         key = request.headers.get("Idempotency-Key", "")
         body = await request.json() if request.can_read_body else None
+        if self.controls.effects_down is not None:
+            return web.json_response({"error": "down"}, status=self.controls.effects_down)
         with self._lock:
+            self.bodies[key] = body
             self.effect_requests[key] += 1
             if key not in self.effects:
                 self.effects[key] = len(self.effects) + 1

@@ -57,12 +57,11 @@ def test_a_complete_workflow_can_be_activated() -> None:
     )
 
 
-def test_trigger_and_steps_are_required() -> None:
-    assert errors() == [
-        "spec.trigger: a trigger is required to activate; "
-        "set one of event, webhook, schedule or block",
-        "spec.steps: at least one step is required to activate",
-    ]
+def test_steps_are_required_and_a_trigger_is_not() -> None:
+    assert errors() == ["spec.steps: at least one step is required to activate"]
+    # Without a trigger (or with `manual: {}`) runs are started by hand or by other workflows.
+    assert errors(steps=GOOD["steps"]) == []
+    assert errors(trigger={"manual": {}}, steps=GOOD["steps"]) == []
 
 
 @pytest.mark.parametrize(
@@ -71,7 +70,7 @@ def test_trigger_and_steps_are_required() -> None:
         (
             {"steps": [{"name": "x", "uses": {"type": "mail"}}]},
             "spec.steps[0].uses.type: 'mail' is not a built-in step (http, sleep, hook, approval, "
-            "emit, kubernetes.job); set uses.app to use an App's step block",
+            "emit, kubernetes.job, workflow); set uses.app to use an App's step block",
         ),
         (
             {"steps": [{"name": "x", "uses": {"app": "crm", "type": "mail"}}]},

@@ -60,7 +60,9 @@ def test_handler_needs_exactly_one_transport() -> None:
 
 
 def test_trigger_needs_exactly_one_kind() -> None:
-    with pytest.raises(ValidationError, match="exactly one of event, webhook, schedule or block"):
+    with pytest.raises(
+        ValidationError, match="exactly one of event, webhook, schedule, block or manual"
+    ):
         Trigger.model_validate({"event": "Deal.won", "webhook": {}})
 
 

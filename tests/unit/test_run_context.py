@@ -54,7 +54,13 @@ def test_steps_in_the_cel_context(steps: list[StepRecord], expected: dict[str, A
     assert context["steps"] == expected
     assert context["event"] == {"body": {"orderId": 7}}
     assert context["workflow"] == {"name": "wf", "namespace": "ns", "version": 3}
-    assert context["run"] == {"name": "wf-1", "namespace": "ns", "uid": "run-uid"}
+    assert context["run"] == {
+        "name": "wf-1",
+        "namespace": "ns",
+        "uid": "run-uid",
+        "state": "queued",
+        "error": None,
+    }
 
 
 def test_a_call_carries_its_attempt_key_and_callback() -> None:

@@ -25,7 +25,7 @@ from controller.workflows.steps import (
     approval_token,
     deliver_hook,
 )
-from controller.workflows.steps.base import StepTools
+from controller.workflows.steps.base import ChildRefused, ChildRun, StepTools
 from tests.support.fake_kube import FakeKube
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -58,10 +58,22 @@ class Published:
         return 2
 
 
+class Children:
+    """Child runs asked for by `workflow` steps."""
+
+    def __init__(self) -> None:
+        self.started: list[ChildRun] = []
+
+    async def __call__(self, child: ChildRun) -> None:
+        if child.workflow == "missing":
+            raise ChildRefused("spec.steps[0].with.name: Workflow missing not found")
+        self.started.append(child)
+
+
 @pytest.fixture
 async def tools() -> AsyncIterator[StepTools]:
     async with aiohttp.ClientSession() as http:
-        yield StepTools(FakeKube(), http, Published())
+        yield StepTools(FakeKube(), http, Published(), Children())
 
 
 async def run(tools: StepTools, c: StepCall) -> Any:

@@ -231,3 +231,74 @@ async def test_a_connection_reset_on_a_run_status_write_is_retried_until_it_comp
         run = await rt.get("WorkflowRun", reply.body["run"])
         assert run["status"]["state"] == "completed"
         assert rt.kube.failures_left() == 0
+
+
+async def test_a_workflow_step_waits_for_its_child_run_and_takes_its_output() -> None:
+    hold = {"name": "hold", "uses": {"type": "hook"}, "with": {"token": "c-${{ event.n }}"}}
+    call = {
+        "name": "call",
+        "uses": {"type": "workflow"},
+        "with": {"name": "child", "input": {"n": "${{ event.body.n }}"}},
+    }
+    async with running() as rt:
+        child_wf = await active(rt, "child", {"state": "Active", "steps": [hold]})  # manual
+        parent_wf = await active(rt, "parent", workflow({"webhook": {}}, [call, NAP]))
+        for n in (1, 2):
+            await webhook(rt, parent_wf, {"n": n})
+        await rt.settle()
+        runs = {
+            r["spec"]["workflowRef"]["name"] + str(r["spec"]["input"].get("n", "")): r
+            for r in rt.kube.objects("workflowruns")
+        }
+        child = runs["child1"]
+        assert child["metadata"]["annotations"]["blockflow.dev/parent-step"] == "call"
+        parent_name = child["metadata"]["annotations"]["blockflow.dev/parent-run"]
+        parent = await rt.get("WorkflowRun", parent_name)
+        assert parent["status"]["state"] == "waiting"
+        assert parent["status"]["steps"][0]["child"] == child["metadata"]["name"]
+
+        # The child ends: the parent goes on with its output.
+        key = TOKENS.hook_key(child_wf["metadata"]["uid"])
+        resumed = await rt.workflows.backend.hook("c-1", post({"ok": True}, bearer=key))
+        assert resumed.status == 200
+        await rt.settle()
+        parent = await rt.get("WorkflowRun", parent_name)
+        assert parent["status"]["state"] == "completed"
+        outcome = parent["status"]["steps"][0]["outcome"]
+        assert outcome == {
+            "id": "completed",
+            "data": {
+                "run": child["metadata"]["name"],
+                "output": {"payload": {"ok": True}, "events": [{"ok": True}]},  # the hook's
+            },
+        }
+
+        # The other parent is cancelled: its child is cancelled with it.
+        other = runs["child2"]
+        other_parent = other["metadata"]["annotations"]["blockflow.dev/parent-run"]
+        cancelled = await rt.api.patch_spec(
+            "WorkflowRun", "ns", other_parent, {"spec": {"cancel": True}}
+        )
+        rt.observe(cancelled, "MODIFIED")
+        await rt.settle()
+        rt.observe(await rt.get("WorkflowRun", other["metadata"]["name"]), "MODIFIED")
+        await rt.settle()
+        assert (await rt.get("WorkflowRun", other_parent))["status"]["state"] == "cancelled"
+        assert (await rt.get("WorkflowRun", other["metadata"]["name"]))["status"][
+            "state"
+        ] == "cancelled"
+
+
+async def test_a_workflow_step_fails_at_once_for_a_workflow_that_cannot_run() -> None:
+    call = {"name": "call", "uses": {"type": "workflow"}, "with": {"name": "child"}}
+    async with running() as rt:
+        await rt.apply("Workflow", "child", {"state": "Draft", "steps": [NAP]})
+        parent_wf = await active(rt, "parent", workflow({"webhook": {}}, [call]))
+        reply = await webhook(rt, parent_wf)
+        await rt.settle()
+        run = await rt.get("WorkflowRun", reply.body["run"])
+        assert run["status"]["state"] == "failed"
+        assert run["status"]["error"]["message"] == (
+            "step call: Workflow child is Draft: activate it (spec.state: Active)"
+        )
+        assert len(rt.kube.objects("workflowruns")) == 1

@@ -10,13 +10,24 @@ from __future__ import annotations
 import aiohttp
 
 from controller.kube.rest import Requester
-from controller.workflows.steps import approval, emit, hook, http, kubernetes_job, sleep
+from controller.workflows.steps import (
+    approval,
+    emit,
+    hook,
+    http,
+    kubernetes_job,
+    sleep,
+    workflow,
+)
 from controller.workflows.steps.approval import approval_token
 from controller.workflows.steps.base import (
     BuiltinReply,
+    ChildRefused,
+    ChildRun,
     HookDelivery,
     HookRejected,
     Publish,
+    StartChild,
     StepCall,
     StepFunction,
     StepTools,
@@ -33,14 +44,21 @@ STEPS: dict[str, StepFunction] = {
     "approval": approval.run,
     "emit": emit.run,
     "kubernetes.job": kubernetes_job.run,
+    "workflow": workflow.run,
 }
 
 
 class Builtins:
     """Runs a built-in step with the tools it may use."""
 
-    def __init__(self, kube: Requester, client: aiohttp.ClientSession, publish: Publish) -> None:
-        self.tools = StepTools(kube, client, publish)
+    def __init__(
+        self,
+        kube: Requester,
+        client: aiohttp.ClientSession,
+        publish: Publish,
+        start_child: StartChild,
+    ) -> None:
+        self.tools = StepTools(kube, client, publish, start_child)
 
     async def execute(self, call: StepCall) -> BuiltinReply:
         return await STEPS[call.step.uses.type](call, self.tools)
@@ -50,6 +68,8 @@ __all__ = [
     "STEPS",
     "BuiltinReply",
     "Builtins",
+    "ChildRefused",
+    "ChildRun",
     "HookDelivery",
     "HookRejected",
     "StepCall",

@@ -27,12 +27,35 @@ class Wait:
 
     at: datetime | None
     hook_token_hash: str | None = None
+    #: The run a `workflow` step started and waits for.
+    child: str | None = None
 
 
 BuiltinReply = OutcomeReply | ExitReply | ErrorReply | Wait
 
 #: (namespace, type, source, id, data) → runs started.
 Publish = Callable[[str, str, str, str, Any], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """A run a `workflow` step starts: of `workflow`, named `name`, for the parent run."""
+
+    namespace: str
+    workflow: str
+    name: str
+    input: dict[str, Any] | None
+    parent_name: str
+    parent_uid: str
+    parent_step: str
+
+
+class ChildRefused(ValueError):
+    """The child run cannot start (no such workflow, not active, input refused): says why."""
+
+
+#: Creates the child run (nothing when it exists already); raises ChildRefused.
+StartChild = Callable[[ChildRun], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -59,6 +82,7 @@ class StepTools:
     kube: Requester
     http: aiohttp.ClientSession
     publish: Publish
+    start_child: StartChild
 
 
 #: A built-in step: its call and tools in, its reply out.
