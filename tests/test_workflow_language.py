@@ -307,3 +307,110 @@ def test_an_input_schema_refuses_bad_payloads_before_any_run_exists(
         "input: missing required field orderId"
     )
     assert failed["status"]["steps"] == []
+
+
+def test_a_sub_workflow_waits_for_an_event_across_a_kill_and_cancel_on_stops_parent_and_child(
+    kubectl: Kubectl,
+    namespace: str,
+    run_controller: Callable[..., ControllerProcess],
+    service: StepService,
+) -> None:
+    port = free_port()
+    controller = serving(run_controller, namespace, port)
+    kubectl.run(
+        "create",
+        "secret",
+        "generic",
+        "blockflow-events",
+        "-n",
+        namespace,
+        "--from-literal=token=s3cret",
+    )
+    order = "${{ event.orderId }}"
+    kubectl.apply(
+        namespace,
+        workflow(
+            "charge",
+            {
+                "steps": [
+                    {
+                        "name": "paid",
+                        "uses": {"type": "waitForEvent"},
+                        "with": {
+                            "type": "Payment.succeeded",
+                            "match": {"data.orderId": order},
+                            "timeoutSeconds": 300,
+                        },
+                    }
+                ]
+            },
+        ),
+        workflow(
+            "checkout",
+            {
+                "cancelOn": [{"event": "Order.cancelled", "match": {"data.orderId": order}}],
+                "steps": [
+                    {
+                        "name": "pay",
+                        "uses": {"type": "workflow"},
+                        "with": {"name": "charge", "input": {"orderId": order}},
+                    },
+                    {
+                        "name": "ship",
+                        "if": "${{ steps.pay.data.output.data.amount == 42 }}",
+                        "uses": {"type": "http"},
+                        "with": effect(service, order=order),
+                    },
+                ],
+            },
+        ),
+    )
+    for name in ("charge", "checkout"):
+        wait_phase(kubectl, namespace, name, "Activated")
+    for n in (1, 2):
+        kubectl.apply(namespace, new_run(f"order-{n}", "checkout", {"orderId": n}))
+
+    def child_of(parent: str) -> dict[str, Any] | None:
+        record = next(iter(get_run(kubectl, namespace, parent)["status"].get("steps") or []), None)
+        if record is None or not record.get("child"):
+            return None
+        child = get_run(kubectl, namespace, record["child"])
+        waiting = (child.get("status") or {}).get("state") == "waiting"
+        return child if waiting else None
+
+    first = eventually(lambda: child_of("order-1"), what="order-1's charge run waiting")
+    second = eventually(lambda: child_of("order-2"), what="order-2's charge run waiting")
+    assert first["metadata"]["annotations"]["blockflow.dev/parent-run"] == "order-1"
+
+    # kill -9 while parent and child wait: the event reaches the child after the restart.
+    kill(controller)
+    controller = serving(run_controller, namespace, port)
+    events = f"http://127.0.0.1:{controller.port}/events/{namespace}"
+    auth = {"Content-Type": "application/cloudevents+json", "Authorization": "Bearer s3cret"}
+    paid = {
+        "specversion": "1.0",
+        "id": "p-1",
+        "source": "psp",
+        "type": "Payment.succeeded",
+        "data": {"orderId": 1, "amount": 42},
+    }
+    status, _ = http("POST", events, paid, headers=auth)
+    assert status == 202
+    done = wait_run(kubectl, namespace, "order-1", "completed")
+    pay = step(done, "pay")
+    assert pay["outcome"]["data"]["run"] == first["metadata"]["name"]
+    assert step(done, "ship")["state"] == "completed"
+    assert wait_run(kubectl, namespace, first["metadata"]["name"], "completed")
+    assert (
+        sum(
+            r["metadata"].get("annotations", {}).get("blockflow.dev/parent-run") == "order-1"
+            for r in kubectl.json("get", "workflowruns.blockflow.dev", "-n", namespace)["items"]
+        )
+        == 1
+    )  # one child, though the parent was re-planned after the kill
+
+    # order-2 is cancelled by an event: the parent, and the child it waits for, stop.
+    cancelled = {**paid, "id": "c-2", "type": "Order.cancelled", "data": {"orderId": 2}}
+    assert http("POST", events, cancelled, headers=auth)[0] == 202
+    wait_run(kubectl, namespace, "order-2", "cancelled")
+    wait_run(kubectl, namespace, second["metadata"]["name"], "cancelled")

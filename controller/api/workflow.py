@@ -242,10 +242,32 @@ class Trigger(ApiModel):
         return self
 
 
+class CancelOn(ApiModel):
+    """An event that cancels the workflow's running or waiting runs it matches."""
+
+    event: str = Field(min_length=1, description="The event type, e.g. Order.cancelled.")
+    match: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=8,
+        description=(
+            "Dotted paths in the event and the values they must have, rendered per run when it "
+            "starts, e.g. `data.orderId: ${{ event.data.orderId }}`."
+        ),
+    )
+
+
 class Concurrency(ApiModel):
-    """Limit on runs active at once."""
+    """Limit on runs active at once (per key value, when `key` is set)."""
 
     max: int = Field(ge=1, description="Runs that may be active at once.")
+    key: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "A `${{ CEL }}` over the run's `event`, e.g. `${{ event.data.customerId }}`: the "
+            "limit counts the runs with the same value (one queue per customer)."
+        ),
+    )
     policy: RunConcurrencyPolicy = Field(
         default=RunConcurrencyPolicy.QUEUE,
         description="Queue, Skip or Replace a run that would exceed max.",
@@ -311,6 +333,11 @@ class WorkflowSpec(ApiModel):
         description="Fails a run that has not finished in time, a step call in flight included.",
     )
     concurrency: Concurrency | None = Field(default=None, description="Limit on active runs.")
+    cancel_on: list[CancelOn] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Events that cancel the runs they match (running, waiting or queued).",
+    )
     successful_runs_limit: int = Field(
         default=10, ge=0, description="Completed runs kept; older ones are deleted."
     )

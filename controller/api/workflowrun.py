@@ -83,6 +83,16 @@ class WorkflowRunSpec(ApiModel):
     )
 
 
+class EventWait(ApiModel):
+    """An event a run waits for: its type, and the values fields of it must have."""
+
+    type: str = Field(min_length=1, description="The event type, e.g. Payment.succeeded.")
+    match: dict[str, AnyJSON] = Field(
+        default_factory=dict,
+        description="Dotted paths in the event (e.g. data.orderId) and the values they must have.",
+    )
+
+
 class StepOutcome(ApiModel):
     """The outcome a step reported."""
 
@@ -136,6 +146,9 @@ class StepRecord(ApiModel):
     )
     child: str | None = Field(
         default=None, description="The run a `workflow` step started (same namespace)."
+    )
+    awaits: EventWait | None = Field(
+        default=None, description="The event a `waitForEvent` step waits for."
     )
 
 
@@ -206,6 +219,14 @@ class WorkflowRunStatus(ApiModel):
     )
     retries: list[RunRetry] = Field(
         default_factory=list, description="The retries of this run, oldest first."
+    )
+    cancel_on: list[EventWait] = Field(
+        default_factory=list,
+        description="The workflow's cancelOn, rendered for this run: events that cancel it.",
+    )
+    concurrency_key: str | None = Field(
+        default=None,
+        description="The run's concurrency.key value: the limit counts runs with the same one.",
     )
 
 

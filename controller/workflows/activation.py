@@ -19,7 +19,16 @@ from controller.workflows.schedule import CronError, parse_cron
 from controller.workflows.templating import compile_errors, condition_errors
 
 #: The built-in step types (each implemented in controller/workflows/steps/, one file each).
-BUILTIN_STEPS = ("http", "sleep", "hook", "approval", "emit", "kubernetes.job", "workflow")
+BUILTIN_STEPS = (
+    "http",
+    "sleep",
+    "hook",
+    "approval",
+    "emit",
+    "kubernetes.job",
+    "workflow",
+    "waitForEvent",
+)
 
 #: App name → its handler's block types, or None when there is no such App.
 OfferedTypes = Callable[[str], dict[str, BlockTypeSpec] | None]
@@ -36,6 +45,10 @@ def activation_errors(spec: WorkflowSpec, offered: OfferedTypes) -> list[str]:
         errors.append("spec.fallback: required when errorHandling is Fallback; add fallback steps")
     if spec.input_schema is not None:
         errors += input_schema_errors(spec.input_schema)
+    if spec.concurrency is not None and spec.concurrency.key is not None:
+        errors += compile_errors(spec.concurrency.key, "spec.concurrency.key")
+    for index, cancel in enumerate(spec.cancel_on):
+        errors += compile_errors(cancel.match, f"spec.cancelOn[{index}].match")
     errors += _name_errors(spec)
     for field, steps in _lists(spec):
         errors += graph_errors(steps, field)

@@ -127,6 +127,7 @@ class StepCaller:
                     reply.at,
                     hook_token_hash=reply.hook_token_hash,
                     child=reply.child,
+                    awaits=reply.awaits,
                     received=[],
                 )
             else:

@@ -9,10 +9,12 @@ the watch (and from the controller's own writes) at every start.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from controller import metrics
 from controller.api.workflowrun import RunState
 from controller.kube.objects import Body, Key, status_of, workflow_ref
+from controller.workflows.event_waits import EventMatch, EventWaits
 
 ACTIVE_STATES = (RunState.RUNNING, RunState.WAITING, RunState.PAUSED)
 FINAL_STATES = (RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED, RunState.TERMINATED)
@@ -35,6 +37,8 @@ class RunEntry:
     parent: str | None = None
     #: Runs this one's `workflow` steps started.
     children: tuple[str, ...] = ()
+    #: Its concurrency.key value.
+    concurrency_key: str | None = None
 
 
 @dataclass
@@ -48,6 +52,8 @@ class Indexes:
     callbacks: dict[str, tuple[Key, str]] = field(default_factory=dict)
     hooks: dict[str, set[Key]] = field(default_factory=dict)
     event_keys: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    #: Runs waiting for events (waitForEvent steps, cancelOn), by type and matched values.
+    waits: EventWaits = field(default_factory=EventWaits)
 
     def put(self, key: Key, body: Body) -> RunEntry:
         self.drop(key)
@@ -77,8 +83,10 @@ class Indexes:
             resource_version(body),
             annotations.get("blockflow.dev/parent-run"),
             tuple(r["child"] for r in status.get("steps") or [] if r.get("child")),
+            status.get("concurrencyKey"),
         )
         self.runs[key] = entry
+        self.waits.put(key, _waits(status))
         group = self.groups.setdefault((key.namespace, workflow), {})
         group.setdefault(entry.state, set()).add(key)
         metrics.RUNS.labels(entry.state or "new").inc()
@@ -98,6 +106,7 @@ class Indexes:
                     del group[entry.state]
             if not group:
                 del self.groups[(key.namespace, entry.workflow)]
+        self.waits.drop(key)
         for digest in entry.callbacks:
             self.callbacks.pop(digest, None)
         for digest in entry.hooks:
@@ -138,3 +147,19 @@ def resource_version(body: Body) -> int:
         return int(body["metadata"].get("resourceVersion", 0))
     except (TypeError, ValueError):
         return 0
+
+
+def _waits(status: dict[str, Any]) -> list[tuple[str | None, EventMatch]]:
+    """What an unfinished run waits for: its waitForEvent steps' events and its cancelOn."""
+    if status.get("state") in FINAL_STATES:
+        return []
+    found: list[tuple[str | None, EventMatch]] = []
+    for record in status.get("steps") or []:
+        wanted = record.get("awaits")
+        if record.get("state") == "waiting" and isinstance(wanted, dict):
+            found.append(
+                (record["name"], EventMatch(str(wanted["type"]), wanted.get("match") or {}))
+            )
+    for wanted in status.get("cancelOn") or []:
+        found.append((None, EventMatch(str(wanted["type"]), wanted.get("match") or {})))
+    return found

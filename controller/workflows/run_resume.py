@@ -1,4 +1,5 @@
-"""Resuming a waiting run from outside: a deferred step's finish callback, a hook payload.
+"""Resuming a waiting run from outside: a deferred step's finish callback, a hook payload,
+an event a `waitForEvent` step (or a cancelOn) waits for.
 
 Both arrive over HTTP, find the run through the run index (by the hash of the token in
 the URL), and write the step's new state under the run's lock — the same lock its
@@ -8,14 +9,16 @@ to go on.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from controller.api.workflow import Step, WorkflowSpec
 from controller.api.workflowrun import StepRecord, StepState, WorkflowRunStatus
-from controller.handlers.protocol import FinishRequest, HttpRequestData, NoOpReply
+from controller.handlers.protocol import FinishRequest, HttpRequestData, NoOpReply, OutcomeReply
 from controller.handlers.transport import HandlerError
 from controller.kube.objects import Key, status_of
+from controller.kube.rest import KubeApiError
 from controller.server.tokens import token_hash
 from controller.workflows import executor
 from controller.workflows.run_context import cel_context, find_record, find_step
@@ -125,6 +128,48 @@ class RunResumer:
             await runs.write(body, updated)
             runs.controller.add(key)
             return find_record(updated, record.name).state.value
+
+    async def deliver_event(self, namespace: str, event: dict[str, Any]) -> int:
+        """An event to the runs waiting for it (found by index): a waiting `waitForEvent`
+        step takes it as its outcome `received`; a run whose cancelOn it matches is
+        cancelled. Returns how many runs it reached."""
+        reached = 0
+        for key, step in self.runs.index.waits.matching(namespace, event):
+            if step is None:
+                with contextlib.suppress(KubeApiError):
+                    await self.runs.api.patch_spec(
+                        "WorkflowRun", key.namespace, key.name, {"spec": {"cancel": True}}
+                    )
+                    reached += 1
+                continue
+            async with self.runs.controller.locked(key):
+                reached += await self._deliver(key, step, event)
+        return reached
+
+    async def _deliver(self, key: Key, name: str, event: dict[str, Any]) -> int:
+        runs = self.runs
+        body = await runs.api.get("WorkflowRun", key.namespace, key.name)
+        if body is None:
+            runs.index.drop(key)
+            return 0
+        status = WorkflowRunStatus.model_validate(status_of(body))
+        record = next((r for r in status.steps if r.name == name), None)
+        if (
+            record is None
+            or record.state is not StepState.WAITING
+            or record.awaits is None
+            or status.state in FINAL_STATES
+        ):
+            return 0
+        spec = WorkflowSpec.model_validate(status.workflow_spec or {})
+        reply = OutcomeReply(id="received", data=event)
+        updated = executor.record_reply(spec, status, name, reply, runs.now(), runs.rng)
+        try:
+            await runs.write(body, updated)
+        except Conflict:  # changed meanwhile (a pause, a cancel): the next event may reach it
+            return 0
+        runs.controller.add(key)
+        return 1
 
     def workflow_uid(self, key: Key) -> str | None:
         """The uid of the workflow a waiting run belongs to (its hook key derives from it)."""

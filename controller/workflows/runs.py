@@ -31,7 +31,6 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from controller import metrics
 from controller.api.common import Condition
 from controller.api.workflow import Step, WorkflowSpec
 from controller.api.workflowrun import (
@@ -49,10 +48,10 @@ from controller.logs import get_logger
 from controller.runtime.controller import DONE, NOW, KeyedController, Outcome
 from controller.runtime.events import EventPoster
 from controller.runtime.store import Cache
-from controller.workflows import admission, counters, executor, run_control
+from controller.workflows import counters, executor, run_control
 from controller.workflows.activator import Apps, TokenKeys
-from controller.workflows.admission import Admission, Verdict
 from controller.workflows.executor import Kind
+from controller.workflows.run_admitter import RunAdmitter
 from controller.workflows.run_calls import StepCaller
 from controller.workflows.run_children import ChildRuns
 from controller.workflows.run_context import (
@@ -67,7 +66,6 @@ from controller.workflows.run_index import (
     Indexes,
 )
 from controller.workflows.steps import Builtins
-from controller.workflows.triggers import refused_input
 from controller.workflows.workflow_status import WorkflowStatusWriter
 
 log = get_logger("blockflow.runs")
@@ -136,6 +134,7 @@ class RunRuntime:
             now=now,
             answered=self.controller.add,
         )
+        self.admitter = RunAdmitter(api, workflows, index)
         #: Runs started by `workflow` steps, and the parents waiting for them.
         self.children = ChildRuns(api, index, self.controller.add)
         #: Called after each status write of a run (a seam for fault-injection tests).
@@ -156,7 +155,7 @@ class RunRuntime:
             self.caller.forget(key)
             self._own_writes.pop(key, None)
             if entry is not None:
-                self._wake_queued(key.namespace, entry.workflow)
+                self._wake_queued(key.namespace, entry.workflow, entry.concurrency_key)
             return
         rv = body["metadata"].get("resourceVersion")
         own = self._own_writes.get(key)
@@ -260,7 +259,7 @@ class RunRuntime:
             return await self._end(key, body, executor.cancel(status, now)), DONE
         snapshot = False
         if status.state in NOT_ADMITTED:
-            admitted = await self._admit(key, body, status, now)
+            admitted = await self.admitter.admit(key, body, status, now)
             if admitted is None:
                 return body, DONE
             if admitted.state in FINAL_STATES:
@@ -330,50 +329,6 @@ class RunRuntime:
         return self.caller.metadata(record)
 
     # -- admission -----------------------------------------------------------------------
-
-    async def _admit(
-        self, key: Key, body: Body, status: WorkflowRunStatus, now: datetime
-    ) -> WorkflowRunStatus | None:
-        """Admission: the run's new status (running with its snapshot, queued, or ended),
-        or None when it stays queued as it is."""
-        name = workflow_ref(body)
-        workflow = self.workflows.get(Key("Workflow", key.namespace, name))
-        concurrency = None
-        if workflow is not None and (status_of(workflow).get("activation") or {}).get("spec"):
-            spec, _ = admission.activated_spec(workflow)
-            concurrency = WorkflowSpec.model_validate(spec).concurrency
-        others = [k for k in self.index.active(key.namespace, name) if k != key]
-        verdict = admission.admit(
-            workflow, name, key.namespace, spec_of(body).get("workflowVersion"), concurrency, others
-        )
-        if verdict.verdict is Verdict.RUN and workflow is not None:
-            refused = refused_input(workflow, spec_of(body).get("input"))
-            if refused is not None:
-                metrics.RUN_INPUT_REFUSED.labels("run").inc()
-                verdict = Admission(Verdict.REFUSE, f"spec.input: {refused}")
-        if verdict.verdict is Verdict.REFUSE:
-            return executor.finish(status, RunState.FAILED, now, RunError(message=verdict.message))
-        if verdict.verdict is Verdict.SKIP:
-            error = RunError(message=verdict.message)
-            return executor.finish(status, RunState.TERMINATED, now, error)
-        if verdict.verdict is Verdict.QUEUE:
-            if status.state is RunState.QUEUED:
-                return None
-            return status.model_copy(update={"state": RunState.QUEUED})
-        for victim in verdict.cancel:
-            await self.api.patch_spec(
-                "WorkflowRun", victim.namespace, victim.name, {"spec": {"cancel": True}}
-            )
-        assert workflow is not None
-        snapshot, version = admission.activated_spec(workflow)
-        return status.model_copy(
-            update={
-                "state": RunState.RUNNING,
-                "workflow_version": version,
-                "workflow_spec": snapshot,
-                "started_at": now,
-            }
-        )
 
     # -- writes --------------------------------------------------------------------------
 
@@ -463,14 +418,16 @@ class RunRuntime:
             # (an Event per successful run would double the API writes at volume).
             self.events.post(body, kind, reason, message)
         await self.status.refresh_phase(Key("Workflow", key.namespace, name))
-        self._wake_queued(key.namespace, name)
+        self._wake_queued(key.namespace, name, status.concurrency_key)
         await self._trim_history(key.namespace, name)
         return body
 
-    def _wake_queued(self, namespace: str, workflow: str) -> None:
-        waiting = self.index.in_states(namespace, workflow, *NOT_ADMITTED)
-        if waiting:
-            self.controller.add(waiting[0])
+    def _wake_queued(
+        self, namespace: str, workflow: str, concurrency_key: str | None = None
+    ) -> None:
+        queued = self.admitter.next_queued(namespace, workflow, concurrency_key)
+        if queued is not None:
+            self.controller.add(queued)
 
     async def _trim_history(self, namespace: str, workflow: str) -> None:
         body = self.workflows.get(Key("Workflow", namespace, workflow))

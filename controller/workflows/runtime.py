@@ -100,6 +100,7 @@ class WorkflowRuntime:
             on_write=on_run_write,
         )
         self.resumer = RunResumer(self.runs)
+        self.triggers.deliver = self.resumer.deliver_event
         self.scheduler = Scheduler(api, self.index, self.status, self.triggers, now)
         #: The Workflow kind's handler source, registered with the handler resolver.
         self.handlers = WorkflowHandlers(tokens, resolver, now, self.triggers.activated)

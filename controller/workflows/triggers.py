@@ -11,7 +11,7 @@ Lifecycle transitions of Apps and Blocks become events here (`Block.ready`, …)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +77,8 @@ class Triggers:
         self.status = status
         self.tokens = tokens
         self.on_run_created = on_run_created
+        #: Hands each event to the runs waiting for it (waitForEvent, cancelOn).
+        self.deliver: Callable[[str, dict[str, Any]], Awaitable[int]] | None = None
         self.now = now
         self.subscribers: dict[tuple[str, str], set[Key]] = {}
         self.routes: dict[str, tuple[Key, int | None]] = {}
@@ -195,6 +197,8 @@ class Triggers:
         }
         dedupe = event_key(source, id_)
         started = 0
+        if self.deliver is not None:  # runs waiting for it first: they were there before
+            await self.deliver(namespace, document)
         for key in sorted(self.subscribers.get((namespace, type_), set())):
             body = self.cache.get(key)
             if body is None:

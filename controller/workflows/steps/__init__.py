@@ -17,6 +17,7 @@ from controller.workflows.steps import (
     http,
     kubernetes_job,
     sleep,
+    wait_for_event,
     workflow,
 )
 from controller.workflows.steps.approval import approval_token
@@ -45,6 +46,7 @@ STEPS: dict[str, StepFunction] = {
     "emit": emit.run,
     "kubernetes.job": kubernetes_job.run,
     "workflow": workflow.run,
+    "waitForEvent": wait_for_event.run,
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from controller.api.workflow import Step
-from controller.api.workflowrun import StepRecord
+from controller.api.workflowrun import EventWait, StepRecord
 from controller.handlers.protocol import ErrorReply, ExitReply, OutcomeReply
 from controller.kube.rest import Requester
 
@@ -29,6 +29,8 @@ class Wait:
     hook_token_hash: str | None = None
     #: The run a `workflow` step started and waits for.
     child: str | None = None
+    #: The event a `waitForEvent` step waits for.
+    awaits: EventWait | None = None
 
 
 BuiltinReply = OutcomeReply | ExitReply | ErrorReply | Wait
