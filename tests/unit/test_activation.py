@@ -70,7 +70,8 @@ def test_steps_are_required_and_a_trigger_is_not() -> None:
         (
             {"steps": [{"name": "x", "uses": {"type": "mail"}}]},
             "spec.steps[0].uses.type: 'mail' is not a built-in step (http, sleep, hook, approval, "
-            "emit, kubernetes.job, workflow, waitForEvent); set uses.app to use an App's step block",
+            "emit, kubernetes.job, workflow, waitForEvent); "
+            "set uses.app to use an App's step block",
         ),
         (
             {"steps": [{"name": "x", "uses": {"app": "crm", "type": "mail"}}]},
