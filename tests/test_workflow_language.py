@@ -414,3 +414,65 @@ def test_a_sub_workflow_waits_for_an_event_across_a_kill_and_cancel_on_stops_par
     assert http("POST", events, cancelled, headers=auth)[0] == 202
     wait_run(kubectl, namespace, "order-2", "cancelled")
     wait_run(kubectl, namespace, second["metadata"]["name"], "cancelled")
+
+
+def test_a_fan_out_runs_each_item_once_under_its_limit_across_a_kill(
+    kubectl: Kubectl,
+    namespace: str,
+    run_controller: Callable[..., ControllerProcess],
+    service: StepService,
+) -> None:
+    port = free_port()
+    controller = serving(run_controller, namespace, port)
+    kubectl.apply(
+        namespace,
+        workflow(
+            "mailer",
+            {
+                "steps": [
+                    {
+                        "name": "send",
+                        "forEach": "${{ event.users }}",
+                        "maxConcurrency": 5,
+                        "uses": {"type": "http"},
+                        "with": effect(
+                            service, "/slow-effects", user="${{ item }}", i="${{ index }}"
+                        ),
+                    },
+                    {
+                        "name": "summary",
+                        "uses": {"type": "http"},
+                        "with": effect(service, sent="${{ size(steps.send.data) }}"),
+                    },
+                ]
+            },
+        ),
+    )
+    wait_phase(kubectl, namespace, "mailer", "Activated")
+    users = [f"user-{n:02d}" for n in range(30)]
+    service.controls.effect_delay = 0.3
+    kubectl.apply(namespace, new_run("mail-all", "mailer", {"users": users}))
+
+    def in_progress() -> int:
+        steps = get_run(kubectl, namespace, "mail-all")["status"].get("steps") or []
+        return sum(s["name"].startswith("send[") and s["state"] == "running" for s in steps)
+
+    # Never more than 5 iterations at once; kill -9 a third of the way through.
+    seen = 0
+    while len(service.bodies) < 10:
+        seen = max(seen, in_progress())
+        time.sleep(0.05)
+    assert 1 <= seen <= 5
+    kill(controller)
+    service.controls.effect_delay = 0.0
+    serving(run_controller, namespace, port)
+    done = wait_run(kubectl, namespace, "mail-all", "completed", timeout=60)
+
+    send = step(done, "send")
+    assert send["progress"] == "c" * 30
+    assert [r["body"]["echo"]["user"] for r in send["outcome"]["data"]] == users
+    assert not any(s["name"].startswith("send[") for s in done["status"]["steps"])
+    applied = [b["user"] for b in service.bodies.values() if b and "user" in b]
+    assert sorted(applied) == users  # each item applied once, under one key
+    summary = service.bodies[step(done, "summary")["uniqueExecutionId"]]
+    assert summary == {"sent": 30}

@@ -133,6 +133,25 @@ class Step(ApiModel):
             "sees the outcomes (id, data, state) of the steps before it."
         ),
     )
+    for_each: str | None = Field(
+        default=None,
+        alias="forEach",
+        min_length=1,
+        description=(
+            "Run the step once per item of this `${{ CEL }}` list (fan-out); CEL in `with` sees "
+            "the item as `item` and its position as `index`. Each iteration has its own "
+            "attempts, idempotency key and timeout; the step's outcome is `completed` with the "
+            "list of the iterations' data, in order. Up to 2,000 items (128 KiB as JSON), 16 "
+            "KiB of data per iteration, 256 KiB in all: past a limit the step fails, saying so."
+        ),
+    )
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=200,
+        alias="maxConcurrency",
+        description="Iterations of a forEach step in progress at once (default 10).",
+    )
     needs: list[StepName] | None = Field(
         default=None,
         max_length=64,

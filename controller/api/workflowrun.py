@@ -150,6 +150,23 @@ class StepRecord(ApiModel):
     awaits: EventWait | None = Field(
         default=None, description="The event a `waitForEvent` step waits for."
     )
+    items: list[AnyJSON] | None = Field(
+        default=None, description="A fan-out step's items (its forEach, evaluated)."
+    )
+    progress: str | None = Field(
+        default=None,
+        description=(
+            "A fan-out step's progress, one character per item: `.` to do, `c` completed, "
+            "`f` failed (iterations in progress have records of their own, <step>[<index>])."
+        ),
+    )
+    results: dict[str, AnyJSON] | None = Field(
+        default=None,
+        description=(
+            "A fan-out step's results so far, by item index (the outcome's data, a list in "
+            "the items' order, once every item completed)."
+        ),
+    )
 
 
 class RunError(ApiModel):

@@ -115,6 +115,8 @@ def _step_errors(step: Step, where: str, offered: OfferedTypes) -> list[str]:
         errors += _block_errors(step.uses.app, step.uses.type, "step", f"{where}.uses", offered)
     if step.if_ is not None:
         errors += condition_errors(step.if_, f"{where}.if")
+    if step.for_each is not None:
+        errors += compile_errors(step.for_each, f"{where}.forEach")
     return errors + compile_errors(step.with_, f"{where}.with")
 
 

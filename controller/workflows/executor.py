@@ -36,6 +36,14 @@ from controller.api.workflowrun import (
     WorkflowRunStatus,
 )
 from controller.handlers.protocol import DeferReply, ErrorReply, ExitReply, OutcomeReply
+from controller.workflows import fan_out
+from controller.workflows.deadlines import (
+    backoff,
+    run_deadline,
+    step_deadline,
+    time_left,
+    timed_out,
+)
 from controller.workflows.graph import (
     FALLBACK_PREFIX,
     FINALLY_PREFIX,
@@ -48,6 +56,8 @@ from controller.workflows.graph import (
 
 #: Step outcome data over this size fails the step (the run's status must stay small).
 MAX_OUTCOME_BYTES = 64 * 1024
+#: Iterations of a forEach step in progress at once, unless it says otherwise.
+DEFAULT_MAX_CONCURRENCY = 10
 FINAL_STEP_STATES = (
     StepState.COMPLETED,
     StepState.FAILED,
@@ -58,7 +68,15 @@ _FINAL_RUN_STATES = (RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED, Ru
 
 StepReply = OutcomeReply | ExitReply | DeferReply | ErrorReply
 
-__all__ = ["FALLBACK_PREFIX", "FINALLY_PREFIX", "FINAL_STEP_STATES"]
+__all__ = [
+    "FALLBACK_PREFIX",
+    "FINALLY_PREFIX",
+    "FINAL_STEP_STATES",
+    "backoff",
+    "run_deadline",
+    "time_left",
+    "timed_out",
+]
 
 
 class Kind(StrEnum):
@@ -102,16 +120,6 @@ def _record(status: WorkflowRunStatus, name: str) -> StepRecord | None:
     return next((r for r in status.steps if r.name == name), None)
 
 
-def run_deadline(spec: WorkflowSpec, status: WorkflowRunStatus, now: datetime) -> datetime | None:
-    """When the run times out: timeoutSeconds after its start, time spent paused not
-    counted; None without a timeout, and once the run is finishing (its finally steps are
-    bound by their own timeouts only)."""
-    if not spec.timeout_seconds or status.finishing is not None:
-        return None
-    started = status.started_at or now
-    return started + timedelta(seconds=spec.timeout_seconds + status.paused_seconds)
-
-
 def current_nodes(spec: WorkflowSpec, status: WorkflowRunStatus) -> list[Node]:
     """The steps of the run's current part: main, fallback or finally."""
     if status.finishing is not None:
@@ -147,26 +155,22 @@ def next_action(
         if record is not None and record.state in FINAL_STEP_STATES:
             continue
         unfinished += 1
-        if node.name in busy:
-            waiting += 1
+        if fan_out.is_expanded(record):
+            assert record is not None and record.progress is not None
+            limit = node.step.max_concurrency or DEFAULT_MAX_CONCURRENCY
+            start, active = fan_out.due_items(record, limit, records)
+            for i, mark in enumerate(record.progress):
+                item = records.get(fan_out.item_name(node.name, i))
+                if mark == fan_out.TODO and item is not None:
+                    waiting += _due(node.step, item, busy, now, calls, wakes)
+            calls += [fan_out.item_name(node.name, i) for i in start]
+            waiting += active
             continue
         if record is None or record.state is StepState.PENDING:
             if all(_ended(records.get(n)) for n in node.needs):
                 calls.append(node.name)
             continue
-        if record.state is StepState.RUNNING:
-            calls.append(node.name)  # a call whose answer was lost (a restart): re-issued
-            continue
-        # WAITING: a retry backoff / sleep (wakeAt), or a deferred step (callback, timeout).
-        waiting += 1
-        own = _step_deadline(node.step, record)
-        wake = min((t for t in (record.wake_at, own) if t is not None), default=None)
-        if wake is not None and now >= wake:
-            # Retry or sleep due, or the step's timeout passed: the runtime checks
-            # timed_out() first and records the timeout instead of calling.
-            calls.append(node.name)
-        elif wake is not None:
-            wakes.append(wake)
+        waiting += _due(node.step, record, busy, now, calls, wakes)
     if calls:
         return Action(Kind.CALL, steps=tuple(calls))
     if unfinished:
@@ -183,41 +187,37 @@ def next_action(
     return Action(Kind.FINISH, state=RunState.COMPLETED)
 
 
+def _due(
+    step: Step,
+    record: StepRecord,
+    busy: frozenset[str],
+    now: datetime,
+    calls: list[str],
+    wakes: list[datetime],
+) -> int:
+    """A step (or iteration) under way: called again when its call was lost or its wait is
+    over (added to `calls`), else its wake-up noted. Returns 1 when it waits (for a call
+    in flight, a callback, a time), 0 when it is called now."""
+    if record.name in busy:
+        return 1
+    if record.state is StepState.RUNNING:
+        calls.append(record.name)  # a call whose answer was lost (a restart): re-issued
+        return 0
+    # WAITING: a retry backoff / sleep (wakeAt), or a deferred step (callback, timeout).
+    own = step_deadline(step, record)
+    wake = min((t for t in (record.wake_at, own) if t is not None), default=None)
+    if wake is not None and now >= wake:
+        # Retry or sleep due, or the step's timeout passed: the runtime checks
+        # timed_out() first and records the timeout instead of calling.
+        calls.append(record.name)
+        return 0
+    if wake is not None:
+        wakes.append(wake)
+    return 1
+
+
 def _ended(record: StepRecord | None) -> bool:
     return record is not None and record.state in FINAL_STEP_STATES
-
-
-def _step_deadline(step: Step, record: StepRecord) -> datetime | None:
-    """When the current attempt times out (None: no timeout, or no attempt under way — a
-    step waiting for its retry is between attempts)."""
-    between = record.state is StepState.WAITING and record.error is not None
-    began = record.attempt_started_at or record.started_at
-    if step.timeout_seconds and began is not None and not between:
-        return began + timedelta(seconds=step.timeout_seconds)
-    return None
-
-
-def time_left(
-    spec: WorkflowSpec, status: WorkflowRunStatus, name: str, now: datetime
-) -> float | None:
-    """Seconds until a call of this step must be abandoned: its attempt's timeout or the
-    run's, whichever comes first (None: neither is set)."""
-    record = _record(status, name)
-    node = find_node(spec, name)
-    run = run_deadline(spec, status, now)
-    own = _step_deadline(node.step, record) if node is not None and record is not None else None
-    due = min((t for t in (own, run) if t is not None), default=None)
-    return None if due is None else (due - now).total_seconds()
-
-
-def timed_out(spec: WorkflowSpec, status: WorkflowRunStatus, name: str, now: datetime) -> bool:
-    """Has the step passed its own timeout (checked before calling it again)?"""
-    record = _record(status, name)
-    node = find_node(spec, name)
-    if record is None or node is None:
-        return False
-    deadline = _step_deadline(node.step, record)
-    return deadline is not None and now >= deadline
 
 
 def skip(status: WorkflowRunStatus, name: str, now: datetime, reason: str) -> WorkflowRunStatus:
@@ -282,13 +282,6 @@ def _retry_policy(spec: WorkflowSpec, name: str) -> RetryPolicy:
     return own or spec.retry_policy or RetryPolicy(max_attempts=1)
 
 
-def backoff(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:
-    """Delay before attempt `attempt + 1`: initial · factor^(attempt-1), capped, ±20 % jitter."""
-    b = policy.backoff
-    base = min(b.max_seconds, b.initial_seconds * b.factor ** max(0, attempt - 1))
-    return max(0.0, base * (1 + rng.uniform(-0.2, 0.2)))
-
-
 def record_reply(
     spec: WorkflowSpec,
     status: WorkflowRunStatus,
@@ -337,6 +330,9 @@ def _record_reply(
                 "wake_at": None,
             }
         )
+        if fan_out.parse_item(name) is not None:  # an iteration: into its step's results
+            collected, refused = fan_out.collect(_replace(status, done), name, now)
+            return _fail_step(spec, status, record, refused, now) if refused else collected
         return _replace(status, done)
     if isinstance(reply, ExitReply):
         done = record.model_copy(
@@ -457,6 +453,9 @@ def _fail_step(
         }
     )
     status = _replace(status, failed)
+    if fan_out.parse_item(record.name) is not None:  # an iteration fails its step
+        status, parent, why = fan_out.fail_item(status, record.name, message, now)
+        return _fail_step(spec, status, parent, why, now)
     run_error = RunError(message=message, step=record.name)
     if record.name.startswith(FINALLY_PREFIX):
         # The other finally steps still run; the run ends failed.

@@ -58,6 +58,9 @@ def all_nodes(spec: WorkflowSpec) -> list[Node]:
 
 
 def find_node(spec: WorkflowSpec, name: str) -> Node | None:
+    """The node of a record name (an iteration's, `<step>[<index>]`, is its step's)."""
+    if name.endswith("]") and "[" in name:
+        name = name[: name.rindex("[")]
     return next((n for n in all_nodes(spec) if n.name == name), None)
 
 

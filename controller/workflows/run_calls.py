@@ -32,7 +32,7 @@ from controller.logs import get_logger
 from controller.runtime.calls import before
 from controller.runtime.store import Cache
 from controller.server.tokens import token_hash
-from controller.workflows import executor
+from controller.workflows import executor, fan_out
 from controller.workflows.activator import Apps, TokenKeys
 from controller.workflows.executor import StepReply
 from controller.workflows.graph import find_node
@@ -183,7 +183,8 @@ class StepCaller:
                 continue
             step = find_step(spec, name)
             fresh = all(r.name != name for r in status.steps)
-            if step.if_ is not None and fresh:
+            iteration = fan_out.parse_item(name) is not None
+            if step.if_ is not None and fresh and not iteration:
                 try:
                     holds = condition_holds(
                         step.if_, cel_context(body, status), f"step {step.name}: if"
@@ -197,6 +198,9 @@ class StepCaller:
                     why = f"its condition is false: {condition_source(step.if_)}"
                     status = executor.skip(status, name, now, why[:512])
                     continue
+            if step.for_each is not None and fresh and not iteration:
+                status = self._fan_out(body, spec, status, step, name, now, rng)
+                continue
             extra: dict[str, Any] = {}
             if step.uses.app is not None:
                 execution = executor.execution_id(uid, name, len(status.retries))
@@ -204,6 +208,30 @@ class StepCaller:
             status = executor.begin_attempt(status, name, uid, now, **extra)
             calls.append(name)
         return status, calls
+
+    def _fan_out(
+        self,
+        body: Body,
+        spec: WorkflowSpec,
+        status: WorkflowRunStatus,
+        step: Step,
+        name: str,
+        now: datetime,
+        rng: random.Random,
+    ) -> WorkflowRunStatus:
+        """A forEach step, due: its items evaluated and kept; its iterations come next."""
+        assert step.for_each is not None
+        try:
+            items = render(step.for_each, cel_context(body, status), f"step {step.name}: forEach")
+            refused = fan_out.items_error(step.name, items)
+        except TemplateError as exc:
+            refused = str(exc)
+        if refused is not None:
+            begun = executor.begin_attempt(status, name, body["metadata"]["uid"], now)
+            error = ErrorReply(message=refused, retryable=False)
+            return executor.record_reply(spec, begun, name, error, now, rng)
+        started = StepRecord(name=name, state=StepState.RUNNING, started_at=now)
+        return fan_out.expand(status, name, items, now, started)
 
     # -- one call ------------------------------------------------------------------------------
 
@@ -240,8 +268,12 @@ class StepCaller:
     async def execute(
         self, body: Body, status: WorkflowRunStatus, step: Step, record: StepRecord
     ) -> StepReply | Wait:
+        context = cel_context(body, status)
+        iteration, item, index = fan_out.item_value(status, record.name)
+        if iteration:
+            context |= {"item": item, "index": index}
         try:
-            with_ = render(step.with_, cel_context(body, status), f"step {step.name}: with")
+            with_ = render(step.with_, context, f"step {record.name}: with")
         except TemplateError as exc:
             return ErrorReply(message=str(exc), retryable=False)
         with_ = with_ if isinstance(with_, dict) else {}

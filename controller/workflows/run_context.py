@@ -37,7 +37,7 @@ def cel_context(body: Body, status: WorkflowRunStatus) -> dict[str, Any]:
             "error": r.error.message if r.error else None,
         }
         for r in status.steps
-        if r.state is not StepState.PENDING
+        if r.state is not StepState.PENDING and not r.name.endswith("]")  # not iterations
     }
     return {
         "event": spec_of(body).get("input"),

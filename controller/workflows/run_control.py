@@ -23,6 +23,7 @@ from controller.api.workflowrun import (
     StepState,
     WorkflowRunStatus,
 )
+from controller.workflows.fan_out import FAILED, TODO, parse_item
 from controller.workflows.graph import FALLBACK_PREFIX, FINALLY_PREFIX
 
 #: States a run can be retried from.
@@ -58,17 +59,26 @@ def wants_retry(requested: int, status: WorkflowRunStatus) -> bool:
 def retry(status: WorkflowRunStatus, now: datetime, by: str | None) -> WorkflowRunStatus:
     """The run started again from its steps that did not complete."""
     assert status.state in RETRYABLE, status.state
-    again = [
-        r.name
-        for r in status.steps
-        if r.state is not StepState.COMPLETED
-        and not r.name.startswith((FALLBACK_PREFIX, FINALLY_PREFIX))
-    ]
-    kept = [
+    main = [
         r
         for r in status.steps
-        if r.state is StepState.COMPLETED
-        and not r.name.startswith((FALLBACK_PREFIX, FINALLY_PREFIX))
+        if not r.name.startswith((FALLBACK_PREFIX, FINALLY_PREFIX)) and not parse_item(r.name)
+    ]
+    again = [r.name for r in main if r.state is not StepState.COMPLETED]
+    kept = [r for r in main if r.state is StepState.COMPLETED]
+    # A fan-out keeps the iterations that completed; the others run again.
+    kept += [
+        r.model_copy(
+            update={
+                "state": StepState.RUNNING,
+                "progress": r.progress.replace(FAILED, TODO),
+                "error": None,
+                "finished_at": None,
+                "reason": None,
+            }
+        )
+        for r in main
+        if r.state is not StepState.COMPLETED and r.progress is not None
     ]
     record = RunRetry(at=now, by=by, previous_state=status.state, steps=again)
     return status.model_copy(
