@@ -81,6 +81,7 @@ demo: control-plane
 	@$(KUBECTL) create namespace $(DEMO_NAMESPACE) --dry-run=client -o yaml | $(KUBECTL) apply -f - >/dev/null
 	@$(KUBECTL) apply -n $(DEMO_NAMESPACE) -f examples/demo/
 	@sed 's/127\.0\.0\.1:8090/127.0.0.1:$(DEMO_CRM_PORT)/' examples/onboarding/workflow.yaml | $(KUBECTL) apply -n $(DEMO_NAMESPACE) -f -
+	@sed 's/127\.0\.0\.1:8090/127.0.0.1:$(DEMO_CRM_PORT)/' examples/orders/workflow.yaml | $(KUBECTL) apply -n $(DEMO_NAMESPACE) -f -
 	@# The validating webhook, served by the controller below (Ignore: once it stops, applies
 	@# in this local plane go through unchecked instead of failing).
 	@KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig $(VENV)/bin/blockflow admission local \
@@ -114,6 +115,11 @@ demo: control-plane
 	echo "  HOOK_KEY=\$$(kubectl get secret onboarding-workflow-signals -n $(DEMO_NAMESPACE) -o jsonpath='{.data.hookKey}' | base64 -d)"; \
 	echo "  curl -si $$api/hooks/deal:42 -H \"Authorization: Bearer \$$HOOK_KEY\" -H 'Content-Type: application/json' -d '{\"decision\":\"approve\",\"by\":\"ada\"}'"; \
 	echo "  curl -s http://127.0.0.1:$(DEMO_CRM_PORT)/customers"; \
+	echo; \
+	echo "Branches, a fan-out, a sub-workflow, a wait for a payment and a finally step (examples/orders/README.md):"; \
+	echo "  curl -s $$api/events/$(DEMO_NAMESPACE) -H 'Authorization: Bearer demo-events-token' -H 'Content-Type: application/cloudevents+json' -d '{\"specversion\":\"1.0\",\"id\":\"o-7\",\"source\":\"shop.example\",\"type\":\"Order.placed\",\"data\":{\"orderId\":7,\"customer\":\"acme\",\"items\":[\"sku-1\",\"sku-2\",\"sku-3\"]}}'"; \
+	echo "  curl -s $$api/events/$(DEMO_NAMESPACE) -H 'Authorization: Bearer demo-events-token' -H 'Content-Type: application/cloudevents+json' -d '{\"specversion\":\"1.0\",\"id\":\"p-7\",\"source\":\"psp.example\",\"type\":\"Payment.succeeded\",\"data\":{\"orderId\":7}}'"; \
+	echo "  kubectl get wfr.blockflow.dev -n $(DEMO_NAMESPACE); curl -s http://127.0.0.1:$(DEMO_CRM_PORT)/records/shipments"; \
 	echo; \
 	echo "The web page: open $$api/ui/ and sign in with this token (the local admin's):"; \
 	echo "  $$(hack/control-plane.sh token)"; \

@@ -11,6 +11,9 @@ Run it::
   Blockflow's ``http`` step sends that header (the step's execution id, stable across
   retries), so a retried step never creates a second customer.
 - ``GET /customers`` lists every customer; ``GET /customers/<id>`` returns one.
+- ``POST /records/<kind>`` keeps any JSON body as a record of that kind (the orders example's
+  reservations, invoices, shipments and notifications), idempotent per ``Idempotency-Key`` in
+  the same way; ``GET /records/<kind>`` lists them.
 
 Standard library and aiohttp only; state is lost when the process stops.
 """
@@ -28,6 +31,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 CUSTOMERS = web.AppKey("customers", dict[str, dict[str, Any]])
 BY_KEY = web.AppKey("by_key", dict[str, str])
+RECORDS = web.AppKey("records", dict[str, dict[str, dict[str, Any]]])
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -69,10 +73,35 @@ async def get_customer(request: web.Request) -> web.Response:
     return web.json_response(customer)
 
 
+async def create_record(request: web.Request) -> web.Response:
+    kind, records = request.match_info["kind"], request.app[RECORDS]
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    replayed = records.setdefault(kind, {}).get(key) if key else None
+    if replayed is not None:
+        return web.json_response(replayed, status=201, headers={"Idempotent-Replayed": "true"})
+    try:
+        body = json.loads(await request.read() or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _error(400, f"the body is not valid JSON: {exc}")
+    record = {"id": f"{kind[:3]}_{secrets.token_hex(6)}", "body": body}
+    records[kind][key or record["id"]] = record
+    print(f"{kind}: {json.dumps(body)}", flush=True)
+    return web.json_response(record, status=201)
+
+
+async def list_records(request: web.Request) -> web.Response:
+    return web.json_response(
+        list(request.app[RECORDS].get(request.match_info["kind"], {}).values())
+    )
+
+
 def make_app() -> web.Application:
     app = web.Application()
     app[CUSTOMERS] = {}
     app[BY_KEY] = {}
+    app[RECORDS] = {}
+    app.router.add_post("/records/{kind}", create_record)
+    app.router.add_get("/records/{kind}", list_records)
     app.router.add_post("/customers", create_customer)
     app.router.add_get("/customers", list_customers)
     app.router.add_get("/customers/{id}", get_customer)
