@@ -19,7 +19,9 @@ same (noisy) machine a minute earlier:
    timed from the first create until all are completed;
 5. RSS of the controller (``VmRSS``) with no waiting run (after a warm-up), with N finished
    runs, then with N runs waiting for a hook;
-6. resume: a POST to each waiting run's hook URL must be answered 200 and finish the run.
+6. resume: a POST to each waiting run's hook URL must be answered 200 and finish the run;
+7. fan-out: one run of a forEach step over 1,000 items — time to complete, writes to the run
+   per item, the run object's largest size.
 
 It prints Markdown tables and writes ``bench/results/workflows-<timestamp>.json``. It never
 fails on timing: the exit status is non-zero only when something is broken (runs never
@@ -80,6 +82,9 @@ from harness import (
 
 THREE = "three"  # three `sleep: 0` steps
 HOLD = "hold"  # one hook step: waits forever
+FAN = "fan"  # one `sleep: 0` step over 1,000 items (forEach), 50 at a time
+FAN_ITEMS = 1000
+FAN_CONCURRENCY = 50
 STEP_NAMES = ("a", "b", "c")
 KEEP_RUNS = 100_000  # successfulRunsLimit / failedRunsLimit: keep every finished run
 
@@ -192,6 +197,18 @@ def workflow_manifest(name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 def three_steps() -> list[dict[str, Any]]:
     return [{"name": n, "uses": {"type": "sleep"}, "with": {"seconds": 0}} for n in STEP_NAMES]
+
+
+def fan_steps() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "each",
+            "forEach": "${{ event.items }}",
+            "maxConcurrency": FAN_CONCURRENCY,
+            "uses": {"type": "sleep"},
+            "with": {"seconds": 0},
+        }
+    ]
 
 
 def hold_steps() -> list[dict[str, Any]]:
@@ -323,6 +340,7 @@ class RunTrack:
     state: str | None = None
     modified: int = 0  # MODIFIED events: writes to the run
     final_bytes: int = 0  # size of the run object at its final state
+    max_bytes: int = 0  # the largest version of the run object seen
     stamps: dict[str, Any] | None = None  # status times at the final state (epoch seconds)
 
     def is_done(self) -> bool:
@@ -369,6 +387,7 @@ class RunWatch(Watch):
         name = obj["metadata"]["name"]
         group = group_of(name)
         track = self.track(name)
+        track.max_bytes = max(track.max_bytes, size)
         if kind == "ADDED" and track.added is None:
             track.added = at
         elif kind == "MODIFIED":
@@ -615,7 +634,7 @@ class Bench:
         print(f"phase 2: controller on {namespace}", flush=True)
         await create_namespace(self.kube, namespace)
         self.namespaces.append(namespace)
-        for name, steps in ((THREE, three_steps()), (HOLD, hold_steps())):
+        for name, steps in ((THREE, three_steps()), (HOLD, hold_steps()), (FAN, fan_steps())):
             await self.kube.request(
                 "POST", workflows_path(namespace), workflow_manifest(name, steps)
             )
@@ -624,7 +643,7 @@ class Bench:
         started = time.perf_counter()
         await self.controller.start()
         deadline = started + ACTIVATE_TIMEOUT
-        for name in (THREE, HOLD):
+        for name in (THREE, HOLD, FAN):
             while True:
                 body = await self.kube.get_json(workflows_path(namespace, name))
                 status = body.get("status") or {}
@@ -939,6 +958,51 @@ class Bench:
         self.results["api"] = attribute_requests(metric_delta(before, after), n)
         print(
             f"  {n} runs completed in {elapsed:.2f}s ({n / elapsed * 60:.0f} runs/min)", flush=True
+        )
+
+    # -- phase 7: a fan-out of 1,000 items -----------------------------------------------
+
+    async def fan_out(self) -> None:
+        """One run of a forEach step over FAN_ITEMS items on the idle controller: the time
+        to complete, the writes to the run per item, and the run object's largest size."""
+        assert self.watch is not None and self.controller is not None
+        watch, namespace = self.watch, self.controller.namespace
+        print(f"phase 7: one run fanning out over {FAN_ITEMS:,} items", flush=True)
+        await self.controller.wait_quiet()
+        name = "fan-00000"
+        body = run_manifest(name, FAN)
+        body["spec"]["input"] = {"items": [{"id": f"item-{i:04d}"} for i in range(FAN_ITEMS)]}
+        before = await scrape_requests(self.kube)
+        started = time.perf_counter()
+        await self.kube.request("POST", runs_path(namespace), body)
+        done = await watch.wait_until(lambda: watch.done["fan"] >= 1, self.timeout)
+        elapsed = time.perf_counter() - started
+        if not done:
+            self.controller.check_alive()
+            raise BenchError(f"the fan-out run did not finish within {self.timeout:.0f}s")
+        after = await scrape_requests(self.kube)
+        track = watch.tracks[name]
+        patches = sum(
+            v
+            for (verb, _, resource, *_), v in metric_delta(before, after).items()
+            if verb == "PATCH" and resource == "workflowruns"
+        )
+        self.results["fan_out"] = {
+            "items": FAN_ITEMS,
+            "max_concurrency": FAN_CONCURRENCY,
+            "state": track.state,
+            "elapsed_s": elapsed,
+            "items_per_s": FAN_ITEMS / elapsed,
+            "writes_to_run": track.modified,
+            "writes_per_item": track.modified / FAN_ITEMS,
+            "status_patches": patches,
+            "peak_bytes": track.max_bytes,
+            "final_bytes": track.final_bytes,
+        }
+        print(
+            f"  {FAN_ITEMS:,} items {track.state} in {elapsed:.2f}s, {track.modified} writes, "
+            f"largest version {track.max_bytes / 1024:.0f} KiB",
+            flush=True,
         )
 
     # -- phase 5: waiting runs -----------------------------------------------------------
@@ -1449,6 +1513,20 @@ def report(r: dict[str, Any]) -> str:
             markdown_table(["verb", "resource", "code", "requests", "per run"], api_rows, {3, 4})
         )
         out.append("")
+    fan = r.get("fan_out")
+    if fan:
+        per_run = tp["elapsed_s"] / tp["n"]
+        out.append(
+            f"Fan-out: one run of a forEach over {fan['items']:,} items (`sleep: 0`, "
+            f"maxConcurrency {fan['max_concurrency']}): {fan['state']} in "
+            f"{fan['elapsed_s']:.2f} s ({fan['items_per_s']:.0f} items/s; the throughput phase "
+            f"finished a three-step run every {per_run * 1000:.1f} ms, "
+            f"{fan['elapsed_s'] / fan['items'] / per_run:.2f}x that per item), "
+            f"{fan['writes_to_run']} writes to the run ({fan['writes_per_item']:.2f} per item), "
+            f"its largest version {fan['peak_bytes'] / 1024:.0f} KiB (final "
+            f"{fan['final_bytes'] / 1024:.0f} KiB; etcd's limit is 1,536 KiB)."
+        )
+        out.append("")
     notes = notes_for(r, met)
     warnings = r.get("controller_warnings") or []
     if warnings:
@@ -1494,6 +1572,7 @@ async def run(
         await bench.waiting()
         await bench.throughput()
         await bench.resume()
+        await bench.fan_out()
         assert bench.controller is not None
         bench.controller.check_alive()
         results["controller_metrics"] = await bench.metrics()

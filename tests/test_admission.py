@@ -96,6 +96,17 @@ def test_an_invalid_workflow_cannot_be_activated_and_each_field_is_named(
     }
     message = refused(kubectl, namespace, workflow("nightly", spec))
     assert "spec.trigger.schedule.cron: field 2 (hour): 25 is out of range 0-23" in message
+    cyclic = {
+        "state": "Active",
+        "steps": [
+            {"name": "a", "needs": ["b"], "uses": {"type": "sleep"}, "with": {"seconds": 0}},
+            {"name": "b", "needs": ["a"], "uses": {"type": "sleep"}, "with": {"seconds": 0}},
+            {"name": "c", "needs": ["z"], "if": "${{ x == }}", "uses": {"type": "sleep"}},
+        ],
+    }
+    graph = refused(kubectl, namespace, workflow("loops", cyclic))
+    assert "spec.steps[2].needs: no step named z in spec.steps" in graph
+    assert "spec.steps[2].if: ${{ x == }} does not compile" in graph
     assert "spec.trigger.schedule.timezone: unknown time zone 'Mars/Olympus'" in message
     assert "spec.steps[0].with.url: ${{ event.( }} does not compile" in message
     assert not exists(kubectl, namespace, "workflow/nightly"), "nothing is half-created"

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.conftest import ControllerProcess, Kubectl, eventually
+from tests.support.step_service import StepService
 from tests.support.threaded_server import ThreadedServer
 from tests.support.workflow_helpers import (
     http,
@@ -101,3 +102,35 @@ def test_step_and_run_timeouts_end_a_call_in_flight(
         assert step(ended, "call")["state"] == "cancelled"
     finally:
         server.server.stop()
+
+
+def test_a_step_blocks_timeout_ends_its_call_in_flight(
+    kubectl: Kubectl,
+    namespace: str,
+    run_controller: Callable[..., ControllerProcess],
+    service: StepService,
+) -> None:
+    """The same for an App's step block: its handler answers after 8 s, the step's 2 s
+    timeout fails the attempt at 2 s, and the late outcome is never recorded."""
+    service.controls.execute_delay = ANSWER_AFTER
+    serving(run_controller, namespace)
+    pay = {
+        "name": "pay",
+        "uses": {"app": "svc", "type": "charge"},
+        "timeoutSeconds": 2,
+        "retryPolicy": {"maxAttempts": 1},
+    }
+    kubectl.apply(
+        namespace,
+        service.app_manifest(),
+        workflow("slow-block", {"trigger": {"webhook": {}}, "steps": [pay]}),
+    )
+    wait_phase(kubectl, namespace, "slow-block", "Activated")
+    trigger = secret_value(kubectl, namespace, "slow-block-workflow-signals", "triggerCallbackUrl")
+    status, reply = http("POST", trigger, {})
+    assert status == 202, reply
+    service.wait_for("execute")
+    failed = wait_run(kubectl, namespace, reply["run"], "failed", timeout=7)
+    record = step(failed, "pay")
+    assert record["error"]["message"] == "step pay timed out after 2s"
+    assert record.get("outcome") is None

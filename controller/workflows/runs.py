@@ -140,6 +140,8 @@ class RunRuntime:
         #: Called after each status write of a run (a seam for fault-injection tests).
         self.on_write = on_write
         self._own_writes: dict[Key, list[str]] = {}
+        #: Runs with calls in flight: the body last written (dropped on any other change).
+        self._latest: dict[Key, Body] = {}
 
     @property
     def processed(self) -> int:
@@ -154,6 +156,7 @@ class RunRuntime:
             self.controller.forget(key)
             self.caller.forget(key)
             self._own_writes.pop(key, None)
+            self._latest.pop(key, None)
             if entry is not None:
                 self._wake_queued(key.namespace, entry.workflow, entry.concurrency_key)
             return
@@ -169,6 +172,7 @@ class RunRuntime:
             else:
                 del self._own_writes[key]
             return
+        self._latest.pop(key, None)  # changed by someone else: read it again
         if self.index.is_older(key, body):
             # Older than our own write, already indexed and planned (its echo is skipped
             # above): indexing it would put back a state the run has left, for good.
@@ -209,7 +213,11 @@ class RunRuntime:
     # -- one reconcile -------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> Outcome:
-        body = await self.api.get("WorkflowRun", key.namespace, key.name)
+        # The run as last written before its calls started, if nothing newer was seen: a
+        # call's answer is recorded without reading the run again (a stale copy is a 409).
+        body = self._latest.pop(key, None) or await self.api.get(
+            "WorkflowRun", key.namespace, key.name
+        )
         for _ in range(MAX_LOOP):
             if body is None or body.get("_gone"):
                 self.index.drop(key)
@@ -318,6 +326,7 @@ class RunRuntime:
             dirty, status = False, begun
             for name in calls:
                 self.caller.start(key, body, spec, begun, name)
+            self._latest[key] = body
         return body, None
 
     def entity(
@@ -413,6 +422,7 @@ class RunRuntime:
             )
         body = await self._write(body, status, snapshot=snapshot)
         self.caller.forget(key)
+        self._latest.pop(key, None)
         if kind == "Warning":
             # Failures are Events for people; a completed run says so in `kubectl get wfr`
             # (an Event per successful run would double the API writes at volume).

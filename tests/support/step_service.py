@@ -52,6 +52,8 @@ class Controls:
     deactivate_delay: float = 0.0
     #: While set, /effects answers with this status and applies nothing (a service down).
     effects_down: int | None = None
+    #: Seconds `execute` takes to answer (a slow step block).
+    execute_delay: float = 0.0
 
 
 @dataclass
@@ -142,6 +144,8 @@ class StepService:
             self.calls.append((operation, body))
         if operation == "deactivate":
             await asyncio.sleep(self.controls.deactivate_delay)
+        if operation == "execute":
+            await asyncio.sleep(self.controls.execute_delay)
         return web.json_response(self._reply(operation, body))
 
     def _reply(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
