@@ -10,8 +10,13 @@ operation names, step types, run states — never names of resources or request 
 
 from __future__ import annotations
 
+import platform
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -19,6 +24,8 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+
+from controller import __version__
 
 #: Latency buckets from a few milliseconds (an in-process step, a local handler) to ten
 #: minutes (a slow handler call or a long step), roughly 2.5x apart.
@@ -45,6 +52,77 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 # nobody graphs (controller-runtime's metrics have none).
 disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry(auto_describe=True)
+# What every Go controller exposes by default: process_* (CPU, memory, open files, start
+# time) and the runtime's (python_info, python_gc_*), next to Blockflow's own.
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_collector)
+
+BUILD_INFO = Gauge(
+    "blockflow_build_info",
+    "Always 1; the labels say which Blockflow and Python this controller runs.",
+    ["version", "python_version"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(__version__, platform.python_version()).set(1)
+
+# Work queues and leader election, under the names controller-runtime's client-go metrics
+# use, so existing dashboards and alerts work (label `name`: runs, lifecycle, schedules, …).
+WORKQUEUE_DEPTH = Gauge(
+    "workqueue_depth", "Keys waiting in the work queue.", ["name"], registry=REGISTRY
+)
+WORKQUEUE_ADDS = Counter(
+    "workqueue_adds", "Keys added to the work queue.", ["name"], registry=REGISTRY
+)
+WORKQUEUE_RETRIES = Counter(
+    "workqueue_retries",
+    "Keys put back after a failed reconcile (with backoff).",
+    ["name"],
+    registry=REGISTRY,
+)
+WORKQUEUE_QUEUE_SECONDS = Histogram(
+    "workqueue_queue_duration_seconds",
+    "How long a key waited in the queue before a worker took it.",
+    ["name"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+WORKQUEUE_WORK_SECONDS = Histogram(
+    "workqueue_work_duration_seconds",
+    "How long processing one key took.",
+    ["name"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+WORKQUEUE_UNFINISHED_SECONDS = Gauge(
+    "workqueue_unfinished_work_seconds",
+    "Seconds of work under way that has not finished (large values: stuck reconciles).",
+    ["name"],
+    registry=REGISTRY,
+)
+WORKQUEUE_LONGEST_SECONDS = Gauge(
+    "workqueue_longest_running_processor_seconds",
+    "How long the longest-running reconcile of the queue has been running.",
+    ["name"],
+    registry=REGISTRY,
+)
+ACTIVE_WORKERS = Gauge(
+    "controller_runtime_active_workers",
+    "Reconciles being processed now, by controller.",
+    ["controller"],
+    registry=REGISTRY,
+)
+MAX_WORKERS = Gauge(
+    "controller_runtime_max_concurrent_reconciles",
+    "Worker slots of each controller.",
+    ["controller"],
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "leader_election_master_status",
+    "1 while this replica holds the leader lease, 0 while it stands by.",
+    ["name"],
+    registry=REGISTRY,
+)
 
 RECONCILES = Counter(
     "blockflow_reconciles",

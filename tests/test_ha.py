@@ -22,6 +22,13 @@ from tests.support.workflow_helpers import (
 LEASE_SECONDS = 3
 
 
+def scrape(controller: ControllerProcess) -> str:
+    """The replica's /metrics (served by standbys too)."""
+    text = http("GET", f"http://127.0.0.1:{controller.port}/metrics")[1]
+    assert isinstance(text, str), text
+    return text
+
+
 def test_the_standby_takes_over_from_a_killed_leader_and_no_run_is_lost(
     kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
 ) -> None:
@@ -36,6 +43,9 @@ def test_the_standby_takes_over_from_a_killed_leader_and_no_run_is_lost(
     standby = run_controller("--namespace", namespace, env=env)
     standby.wait_for_log(lambda r: r.get("event", "").startswith("standing by"), what="standby")
     assert readyz(standby) == 503  # the Service sends nothing to a standby
+    lease_metric = f'leader_election_master_status{{name="{env["BLOCKFLOW_LEASE_NAME"]}"}}'
+    assert f"{lease_metric} 1.0" in scrape(leader)
+    assert f"{lease_metric} 0.0" in scrape(standby)
 
     kubectl.apply(
         namespace,
@@ -61,6 +71,7 @@ def test_the_standby_takes_over_from_a_killed_leader_and_no_run_is_lost(
     eventually(lambda: readyz(standby) == 200, timeout=30, what="the standby took over")
     took_over = time.monotonic() - killed
     assert took_over < 3 * LEASE_SECONDS + 5, took_over
+    assert f"{lease_metric} 1.0" in scrape(standby)
 
     key = secret_value(kubectl, namespace, "ha-workflow-signals", "hookKey")
     hook = f"http://127.0.0.1:{standby.port}/hooks/go"

@@ -640,6 +640,20 @@ def test_blockflows_own_events_start_workflows_and_a_step_timeout_fails_the_run(
     assert 'blockflow_runs_started_total{trigger="event"} 2.0' in metrics
     assert "blockflow_handler_call_seconds_count" in metrics
     assert 'blockflow_reconciles_total{kind="Block",result="ok"}' in metrics
+    # What controller-runtime operators get by default: process, build, work-queue metrics.
+    for series in (
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+        'blockflow_build_info{python_version="',
+        'workqueue_depth{name="runs"} ',
+        'workqueue_adds_total{name="runs"} ',
+        'workqueue_work_duration_seconds_count{name="runs"} ',
+        'workqueue_queue_duration_seconds_bucket{le="0.005",name="runs"} ',
+        'workqueue_longest_running_processor_seconds{name="runs"} ',
+        'controller_runtime_max_concurrent_reconciles{controller="runs"} ',
+    ):
+        assert series in metrics, series
 
 
 def test_counters_stay_exact_under_concurrent_runs(

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from controller import metrics
 from controller.kube.rest import MERGE_PATCH, KubeApiError, RestClient
 from controller.logs import get_logger
 
@@ -75,12 +76,14 @@ class LeaderElector:
 
     async def acquire(self) -> None:
         """Wait until this replica holds the lease."""
+        metrics.LEADER.labels(self.name).set(0)
         announced = False
         while not await self._try():
             if not announced:
                 log.info("standing by: another replica holds the lease", lease=self.name)
                 announced = True
             await asyncio.sleep(self.retry_seconds)
+        metrics.LEADER.labels(self.name).set(1)
         log.info("leading", lease=self.name, identity=self.identity)
 
     async def keep(self) -> None:
@@ -98,11 +101,13 @@ class LeaderElector:
             if held_since is None or self.now() - held_since > timedelta(
                 seconds=self.lease_seconds
             ):
+                metrics.LEADER.labels(self.name).set(0)
                 raise LostLeadership(f"lease {self.name} lost")
 
     async def release(self) -> None:
         """Give the lease up on a graceful stop, so a standby takes over at once instead of
         after the lease expires (rolling upgrades, drains)."""
+        metrics.LEADER.labels(self.name).set(0)
         try:
             lease = await self.client.request("GET", f"{self.path}/{self.name}")
             spec = lease.get("spec") or {}

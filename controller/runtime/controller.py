@@ -89,7 +89,7 @@ class KeyedController(Generic[K]):
         self.name = name
         self._reconcile = reconcile
         self.backoff = backoff
-        self.queue: WorkQueue[K] = WorkQueue(self._process, workers=workers, clock=clock)
+        self.queue: WorkQueue[K] = WorkQueue(self._process, workers=workers, clock=clock, name=name)
         self._locks: dict[K, _KeyLock] = {}
         self._failures: dict[K, int] = {}
         #: Reconciles started (the memory trimmer watches it to know the controller is idle).
@@ -182,6 +182,7 @@ class KeyedController(Generic[K]):
             self.queue.add_after(key, outcome.requeue_after)
 
     def _failed(self, key: K, *, conflict: bool) -> float:
+        metrics.WORKQUEUE_RETRIES.labels(self.name).inc()
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
         delay = self.backoff.delay(failures, conflict=conflict)

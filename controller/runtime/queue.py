@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from controller import metrics
 from controller.logs import get_logger
 
 K = TypeVar("K", bound=Hashable)
@@ -75,7 +76,9 @@ class WorkQueue(Generic[K]):
         *,
         workers: int = 16,
         clock: Callable[[], float] = time.monotonic,
+        name: str = "queue",
     ) -> None:
+        self.name = name
         self._process = process
         self._workers = workers
         self._clock = clock
@@ -89,6 +92,24 @@ class WorkQueue(Generic[K]):
         self._timer_wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._queued_at: dict[K, float] = {}
+        self._started_at: dict[K, float] = {}
+        self._depth = metrics.WORKQUEUE_DEPTH.labels(name)
+        self._adds = metrics.WORKQUEUE_ADDS.labels(name)
+        self._waited = metrics.WORKQUEUE_QUEUE_SECONDS.labels(name)
+        self._worked = metrics.WORKQUEUE_WORK_SECONDS.labels(name)
+        self._busy = metrics.ACTIVE_WORKERS.labels(name)
+        metrics.MAX_WORKERS.labels(name).set(workers)
+        metrics.WORKQUEUE_UNFINISHED_SECONDS.labels(name).set_function(self._unfinished)
+        metrics.WORKQUEUE_LONGEST_SECONDS.labels(name).set_function(self._longest)
+
+    def _unfinished(self) -> float:
+        now = self._clock()
+        return sum(now - t for t in self._started_at.values())
+
+    def _longest(self) -> float:
+        now = self._clock()
+        return max((now - t for t in self._started_at.values()), default=0.0)
 
     # -- producers ---------------------------------------------------------------------------
 
@@ -101,6 +122,9 @@ class WorkQueue(Generic[K]):
         if key in self._queued:
             return
         self._queued.add(key)
+        self._queued_at[key] = self._clock()
+        self._adds.inc()
+        self._depth.set(len(self._queued))
         self._idle.clear()
         self._ready.put_nowait(key)
 
@@ -163,7 +187,11 @@ class WorkQueue(Generic[K]):
     async def _one(self, key: K, slot: _WorkerSlot) -> None:
         _SLOT.set(slot)  # this task's own context: off_worker() finds it
         self._queued.discard(key)
+        self._depth.set(len(self._queued))
+        started = self._started_at[key] = self._clock()
+        self._waited.observe(max(0.0, started - self._queued_at.pop(key, started)))
         self._active.add(key)
+        self._busy.set(len(self._active))
         try:
             await self._process(key)
         except asyncio.CancelledError:
@@ -174,6 +202,8 @@ class WorkQueue(Generic[K]):
         finally:
             slot.release()
             self._active.discard(key)
+            self._busy.set(len(self._active))
+            self._worked.observe(max(0.0, self._clock() - self._started_at.pop(key, started)))
             self._ready.task_done()
         if key in self._dirty:
             self._dirty.discard(key)
