@@ -110,6 +110,12 @@ WORKFLOW_RUN = KindInfo(
         PrinterColumn("State", ".status.state", description="Run state."),
         PrinterColumn("Started", ".status.startedAt", "date", "When the run started."),
         _AGE,
+        PrinterColumn(
+            "Message",
+            '.status.conditions[?(@.type=="Ready")].message',
+            description="What the run is doing or why it ended (-o wide).",
+            priority=1,
+        ),
     ),
 )
 
