@@ -22,6 +22,7 @@ from controller.cli.common import (
     _run_path,
     _table,
 )
+from controller.cli.run_actions import add_run_action_verbs
 from controller.kube.objects import spec_of, status_of, workflow_ref
 
 if TYPE_CHECKING:
@@ -170,7 +171,7 @@ def add_run_verbs(run: argparse.ArgumentParser) -> None:
     verbs = run.add_subparsers(
         dest="run_verb",
         required=False,
-        metavar="[get|list|stop]",
+        metavar="[get|list|stop|retry|pause|resume]",
         help="inspect or stop WorkflowRuns instead of running the controller",
     )
     listing = verbs.add_parser("list", aliases=["ls"], help="list WorkflowRuns")
@@ -189,3 +190,4 @@ def add_run_verbs(run: argparse.ArgumentParser) -> None:
     stop.add_argument("name", metavar="NAME")
     _namespace_option(stop)
     stop.set_defaults(func=_cmd_run_stop)
+    add_run_action_verbs(verbs)

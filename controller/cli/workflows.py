@@ -118,6 +118,11 @@ def _cmd_trigger(args: argparse.Namespace) -> int:
         refused = refusal(workflow, name, namespace, None)
         if refused is not None:  # a run would only fail saying this: say it now
             raise CliError(f"cannot trigger: {refused}")
+        from controller.workflows.triggers import refused_input
+
+        wrong = refused_input(workflow, input_)
+        if wrong is not None:  # the same check the controller makes, before any run exists
+            raise CliError(f"cannot trigger: --input: {wrong}")
         body = new_run_body(
             namespace, name, workflow["metadata"]["uid"], datetime.now(UTC), input_=input_
         )
