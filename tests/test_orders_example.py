@@ -7,6 +7,7 @@ wait shortened from 300 s to 4 s. Events go in through ``POST /events/<namespace
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -119,3 +120,20 @@ def test_an_order_fans_out_waits_for_its_payment_ships_or_reminds_and_reports(
     fourth = eventually(lambda: run_of(kubectl, namespace, 4), what="order 4's run")
     send("Order.cancelled", "c-4", {"orderId": 4})
     wait_run(kubectl, namespace, fourth["metadata"]["name"], "cancelled")
+
+    # One order per customer at a time (concurrency.key), across a kill -9.
+    send("Order.placed", "o-5", {"orderId": 5, "customer": "dora", "items": ["sku-1"]})
+    fifth = eventually(lambda: run_of(kubectl, namespace, 5), what="order 5's run")
+    wait_run(kubectl, namespace, fifth["metadata"]["name"], "waiting")
+    send("Order.placed", "o-6", {"orderId": 6, "customer": "dora", "items": ["sku-2"]})
+    sixth = eventually(lambda: run_of(kubectl, namespace, 6), what="order 6's run")
+    queued = wait_run(kubectl, namespace, sixth["metadata"]["name"], "queued")
+    assert queued["status"]["concurrencyKey"] == "dora"
+    controller.proc.send_signal(signal.SIGKILL)
+    controller.proc.wait(timeout=10)
+    controller = serving(run_controller, namespace)
+    url = f"http://127.0.0.1:{controller.port}/events/{namespace}"
+    assert run_of(kubectl, namespace, 6)["status"]["state"] == "queued"  # type: ignore[index]
+    send("Payment.succeeded", "p-5", {"orderId": 5})
+    wait_run(kubectl, namespace, fifth["metadata"]["name"], "completed")
+    wait_run(kubectl, namespace, sixth["metadata"]["name"], "waiting")

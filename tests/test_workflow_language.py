@@ -165,7 +165,8 @@ def test_a_failed_run_is_retried_from_its_failed_step_and_a_paused_run_waits(
     run_controller: Callable[..., ControllerProcess],
     service: StepService,
 ) -> None:
-    serving(run_controller, namespace)
+    port = free_port()
+    controller = serving(run_controller, namespace, port)
     kubectl.apply(
         namespace,
         workflow(
@@ -249,6 +250,8 @@ def test_a_failed_run_is_retried_from_its_failed_step_and_a_paused_run_waits(
     )
     paused = wait_run(kubectl, namespace, "p2", "paused")
     assert paused["status"]["pausedAt"]
+    kill(controller)  # a restart keeps it paused
+    serving(run_controller, namespace, port)
     time.sleep(2.0)  # the nap falls due meanwhile: nothing may happen (a wait for no change)
     still = get_run(kubectl, namespace, "p2")
     assert still["status"]["state"] == "paused"
