@@ -86,6 +86,8 @@ class StepCaller:
         self._answered = answered
         self._calls: dict[Key, dict[str, asyncio.Task[None]]] = {}
         self._answers: dict[Key, dict[str, Answer]] = {}
+        #: Runs whose reconcile waits a moment for its calls' answers (not to be queued).
+        self._lingering: set[Key] = set()
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -149,6 +151,22 @@ class StepCaller:
             if record is None or record.state is not StepState.RUNNING:
                 task.cancel()
                 self._done(key, name)
+
+    async def linger(self, key: Key, seconds: float) -> bool:
+        """Wait up to `seconds` for an answer to one of the run's calls in flight; True when
+        one came. A step that answers at once (a built-in, a fast handler) is then recorded
+        by the reconcile that called it, without a round through the queue."""
+        tasks = list(self._calls.get(key, {}).values())
+        if not tasks or seconds <= 0:
+            return False
+        self._lingering.add(key)
+        try:
+            done, _ = await asyncio.wait(
+                tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            self._lingering.discard(key)
+        return bool(done) or bool(self._answers.get(key))
 
     def forget(self, key: Key) -> None:
         """The run is gone or over: its calls are abandoned, its answers dropped."""
@@ -263,7 +281,8 @@ class StepCaller:
         answer = Answer(record.attempts, record.unique_execution_id, reply)
         self._answers.setdefault(key, {})[name] = answer
         self._done(key, name)
-        self._answered(key)
+        if key not in self._lingering:  # else the reconcile waiting for it records it
+            self._answered(key)
 
     async def execute(
         self, body: Body, status: WorkflowRunStatus, step: Step, record: StepRecord

@@ -71,6 +71,9 @@ from controller.workflows.workflow_status import WorkflowStatusWriter
 log = get_logger("blockflow.runs")
 
 MAX_LOOP = 10_000
+#: How long a reconcile that started calls waits for their answers before it lets the run
+#: go (holding its lock): steps that answer at once go on in the same reconcile.
+LINGER_SECONDS = 0.02
 #: The annotation a client sets, with spec.retry, to say who retries a run.
 RETRIED_BY = "blockflow.dev/retried-by"
 
@@ -311,6 +314,8 @@ class RunRuntime:
             if action.kind is Kind.WAIT:
                 if dirty:
                     body = await self._write(body, status, snapshot=snapshot)
+                if self.caller.busy(key):  # the next look, when a call answers, starts here
+                    self._latest[key] = body
                 if action.at is None:
                     return body, DONE
                 return body, Outcome.after((action.at - now).total_seconds())
@@ -326,7 +331,7 @@ class RunRuntime:
             dirty, status = False, begun
             for name in calls:
                 self.caller.start(key, body, spec, begun, name)
-            self._latest[key] = body
+            await self.caller.linger(key, LINGER_SECONDS)  # answers that come at once
         return body, None
 
     def entity(
