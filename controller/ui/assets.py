@@ -18,6 +18,19 @@ CSS = """
   --ok: #1a7f37; --ok-bg: #dcf5e3; --info: #0860c4; --info-bg: #ddeeff;
   --warn: #8a5a00; --warn-bg: #fff1c2; --bad: #c5221f; --bad-bg: #ffe4e1;
   --idle: #59636e; --idle-bg: #e9edf1;
+  --code-bg: #f6f8fa; --bad-ink: #82071e; --top: #1f2937;
+  color-scheme: light dark;
+}
+@media (prefers-color-scheme: dark) {
+  :root {
+    --bg: #0d1117; --card: #161b22; --ink: #e6edf3; --muted: #9198a1; --line: #30363d;
+    --soft: #21262d; --accent: #4493f8;
+    --ok: #3fb950; --ok-bg: #12361f; --info: #58a6ff; --info-bg: #0c2d6b;
+    --warn: #d29922; --warn-bg: #3b2e0a; --bad: #f85149; --bad-bg: #4a1416;
+    --idle: #9198a1; --idle-bg: #262c36;
+    --code-bg: #0d1117; --bad-ink: #ffb1ad; --top: #010409;
+  }
+  .card { box-shadow: none; }
 }
 * { box-sizing: border-box; }
 html { background: var(--bg); }
@@ -33,7 +46,7 @@ code, .mono {
 }
 header.top {
   display: flex; align-items: center; gap: 1.25rem; padding: 0.7rem 1.5rem;
-  background: #1f2937; color: #e5e7eb;
+  background: var(--top); color: #e5e7eb; flex-wrap: wrap; row-gap: 0.4rem;
 }
 header.top a { color: #fff; }
 .brand { font-weight: 700; font-size: 1.05rem; letter-spacing: 0.01em; }
@@ -41,8 +54,13 @@ header.top a { color: #fff; }
 .crumbs { display: flex; gap: 0.5rem; align-items: center; color: #9ca3af; }
 .crumbs a { color: #e5e7eb; }
 .crumbs span.sep { color: #6b7280; }
-.who { margin-left: auto; display: flex; align-items: center; gap: 0.75rem; font-size: 0.85rem; }
+.who {
+  margin-left: auto; display: flex; align-items: center; gap: 0.75rem; font-size: 0.85rem;
+  min-width: 0;
+}
+.who > span { min-width: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .who b { color: #fff; font-weight: 600; }
+.who form { flex: none; }
 .who button {
   background: transparent; color: #d1d5db; border: 1px solid #4b5563; border-radius: 6px;
   padding: 0.15rem 0.6rem; font: inherit; cursor: pointer;
@@ -50,7 +68,7 @@ header.top a { color: #fff; }
 .who button:hover { color: #fff; border-color: #9ca3af; }
 nav.tabs {
   display: flex; gap: 0.25rem; padding: 0 1.5rem; background: var(--card);
-  border-bottom: 1px solid var(--line);
+  border-bottom: 1px solid var(--line); overflow-x: auto; white-space: nowrap;
 }
 nav.tabs a {
   padding: 0.7rem 0.9rem 0.6rem; color: var(--muted); border-bottom: 2px solid transparent;
@@ -104,7 +122,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .signals { display: flex; flex-wrap: wrap; gap: 0.35rem; margin-top: 0.55rem; }
 .signal {
   font: 12px/1.5 ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace;
-  background: #f6f8fa; border: 1px solid var(--line); border-radius: 6px;
+  background: var(--code-bg); border: 1px solid var(--line); border-radius: 6px;
   padding: 0.05rem 0.45rem;
 }
 .signal b { font-weight: 600; color: var(--muted); }
@@ -112,7 +130,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .prompt-note { font-size: 0.85rem; color: var(--muted); }
 form.inline { display: inline; margin: 0; }
 .actions { display: flex; gap: 0.4rem; flex-wrap: wrap; }
-.button, button.approve, button.reject, button.primary {
+.button, button.approve, button.reject, button.primary, button.secondary, button.danger {
   display: inline-flex; align-items: center; justify-content: center; border-radius: 7px;
   padding: 0.4rem 0.95rem; font: inherit; font-size: 0.88rem; font-weight: 600;
   line-height: 1.2; cursor: pointer; border: 1px solid transparent;
@@ -121,9 +139,19 @@ form.inline { display: inline; margin: 0; }
 .button.prompt:hover { background: #0550ae; text-decoration: none; }
 button.approve { background: var(--ok); color: #fff; }
 button.approve:hover { background: #116329; }
-button.reject { background: #fff; color: var(--bad); border-color: #f1aeb5; }
+button.reject { background: var(--card); color: var(--bad); border-color: var(--bad); }
 button.reject:hover { background: var(--bad-bg); }
 button.primary { background: var(--accent); color: #fff; }
+.button.secondary, button.secondary {
+  background: var(--card); color: var(--ink); border: 1px solid var(--line);
+}
+.button.secondary:hover, button.secondary:hover { background: var(--soft); text-decoration: none; }
+button.danger { background: var(--card); color: var(--bad); border: 1px solid var(--bad); }
+button.danger:hover { background: var(--bad-bg); }
+button.small-button { padding: 0.2rem 0.6rem; font-size: 0.8rem; }
+.card > header form.action { margin-left: auto; }
+.confirm { display: inline-flex; align-items: center; gap: 0.3rem; margin-right: 0.4rem; }
+form.action { display: inline-flex; align-items: center; }
 button:disabled { opacity: 0.55; cursor: progress; }
 .bar { vertical-align: middle; margin-right: 0.4rem; }
 .timeline {
@@ -144,8 +172,62 @@ button:disabled { opacity: 0.55; cursor: progress; }
 .step-meta { color: var(--muted); font-size: 0.85rem; margin-top: 0.15rem; }
 .step-error {
   margin-top: 0.4rem; padding: 0.4rem 0.6rem; border-radius: 6px; background: var(--bad-bg);
-  color: #82071e; font-size: 0.88rem;
+  color: var(--bad-ink); font-size: 0.88rem; overflow-wrap: anywhere;
 }
+.alert {
+  margin: 0 0 1rem; padding: 0.75rem 1rem; border-radius: 8px; border: 1px solid var(--bad);
+  background: var(--bad-bg); color: var(--bad-ink); overflow-wrap: anywhere;
+}
+.refusal { color: var(--bad); margin-top: 0.25rem; max-width: 36rem; }
+.run-reason { color: var(--bad); margin-top: 0.2rem; max-width: 28rem; overflow-wrap: anywhere; }
+.approval-message {
+  margin: 0.4rem 0; padding: 0.45rem 0.75rem; border-left: 3px solid var(--warn);
+  background: var(--warn-bg); color: var(--ink); border-radius: 0 6px 6px 0;
+  font-weight: 500; overflow-wrap: anywhere;
+}
+.step-actions.approval { display: flex; flex-wrap: wrap; gap: 0.5rem; align-items: center; }
+.step-actions.approval .approval-message { flex: 1 1 16rem; margin: 0; }
+details.data { margin-top: 0.35rem; }
+details.data summary { cursor: pointer; color: var(--muted); font-size: 0.85rem; }
+details.data pre, pre {
+  margin: 0.35rem 0 0; padding: 0.6rem 0.75rem; background: var(--code-bg);
+  border: 1px solid var(--line); border-radius: 6px; overflow-x: auto; max-height: 28rem;
+  font: 12px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace;
+}
+.card.data > summary { font-weight: 600; color: var(--ink); font-size: 0.95rem; }
+.scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
+.scroll table { min-width: 36rem; }
+.section-head { display: flex; align-items: baseline; gap: 1rem; flex-wrap: wrap; }
+.section-head h2 { margin-bottom: 0.6rem; }
+.two { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; }
+.two > .card { margin-bottom: 1rem; }
+.card h3 { margin-bottom: 0.5rem; }
+.state-actions { margin-bottom: 0.9rem; }
+.state-actions:empty { display: none; }
+details.archive { margin-top: 0.9rem; }
+details.archive p { margin: 0.4rem 0; }
+textarea {
+  width: 100%; padding: 0.5rem 0.65rem; border: 1px solid var(--line); border-radius: 7px;
+  background: var(--card); color: var(--ink); margin: 0.35rem 0 0.6rem; resize: vertical;
+}
+form label { font-size: 0.85rem; color: var(--muted); }
+.filters { display: flex; flex-wrap: wrap; gap: 0.6rem 0.9rem; align-items: flex-end; }
+.filters label { display: flex; flex-direction: column; gap: 0.2rem; }
+.filters .grow { flex: 1 1 14rem; }
+.filters input, .filters select {
+  font: inherit; font-size: 0.9rem; padding: 0.35rem 0.5rem; border: 1px solid var(--line);
+  border-radius: 7px; background: var(--card); color: var(--ink);
+}
+.filters .clear { align-self: center; font-size: 0.9rem; }
+.pager {
+  display: flex; justify-content: space-between; align-items: center; flex-wrap: wrap;
+  gap: 0.5rem; margin: 0 0 0.75rem;
+}
+.pager .pages { display: flex; gap: 0.4rem; flex-wrap: wrap; }
+.related { margin: 0; padding-left: 1.1rem; }
+.related li { margin: 0.25rem 0; }
+.title-actions { margin-left: auto; }
+.break { overflow-wrap: anywhere; }
 .decision { margin-top: 0.35rem; font-size: 0.9rem; }
 .step-actions { margin-top: 0.5rem; }
 dl.facts {
@@ -164,7 +246,7 @@ dl.facts dd { margin: 0; }
 .login { max-width: 520px; margin: 4rem auto; }
 .login input[type="password"] {
   width: 100%; padding: 0.5rem 0.65rem; font: inherit; border: 1px solid var(--line);
-  border-radius: 7px; margin: 0.4rem 0 0.9rem;
+  border-radius: 7px; margin: 0.4rem 0 0.9rem; background: var(--card); color: var(--ink);
 }
 .error-box { max-width: 620px; margin: 4rem auto; }
 footer {
@@ -177,6 +259,39 @@ footer {
 }
 .live.on::before { background: #22c55e; }
 .live.off::before { background: #f59e0b; }
+@media (max-width: 720px) {
+  header.top { padding: 0.6rem 1rem; gap: 0.4rem 0.9rem; }
+  .crumbs {
+    order: 3; flex-basis: 100%; overflow-x: auto; white-space: nowrap; font-size: 0.88rem;
+  }
+  .who .wide { display: none; }
+  nav.tabs { padding: 0 0.5rem; }
+  nav.tabs a { padding: 0.6rem 0.6rem 0.5rem; }
+  main { padding: 0 0.75rem; margin-top: 1rem; }
+  .card { padding: 0.8rem 0.85rem; }
+  .two { grid-template-columns: 1fr; gap: 0; }
+  /* Tables become one block per row: the first cell on its own line, the rest labelled. */
+  .scroll table.stack { min-width: 0; }
+  table.stack thead { display: none; }
+  table.stack, table.stack tbody, table.stack tr { display: block; width: 100%; }
+  table.stack tr { border-bottom: 1px solid var(--line); padding: 0.55rem 0; }
+  table.stack tr:last-child { border-bottom: 0; }
+  table.stack td {
+    display: inline-block; border: 0; padding: 0.1rem 1rem 0.1rem 0; vertical-align: top;
+    max-width: 100%;
+  }
+  table.stack td:first-child, table.stack td.wide { display: block; padding-right: 0; }
+  table.stack td:empty { display: none; }
+  table.stack td[data-label]::before {
+    content: attr(data-label); display: block; color: var(--muted); font-size: 0.7rem;
+    text-transform: uppercase; letter-spacing: 0.05em;
+  }
+  table.stack td.num { text-align: left; }
+  dl.facts { grid-template-columns: 1fr; gap: 0.1rem; }
+  dl.facts dd { margin-bottom: 0.4rem; }
+  .title-actions { margin-left: 0; }
+  footer { padding: 0 0.75rem; }
+}
 """
 
 JS = """
@@ -197,6 +312,9 @@ JS = """
   }
   function refresh() {
     if (!view) { return; }
+    // A form's answer shown at its POST address: go to the page itself (live again).
+    var canonical = view.getAttribute("data-href");
+    if (canonical) { location.assign(canonical); return; }
     if (busy) { again = true; return; }
     busy = true;
     fetch(location.href, {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from controller import __version__
 from controller.ui.assets import CSS, JS
@@ -72,6 +72,21 @@ def run_path(namespace: str, run: str) -> str:
     return ns_path(namespace, "runs", run)
 
 
+def workflow_path(namespace: str, workflow: str) -> str:
+    return ns_path(namespace, "workflows", workflow)
+
+
+def runs_path(namespace: str, **query: str) -> str:
+    """The run list, filtered (empty values left out)."""
+    shown = {k: v for k, v in query.items() if v}
+    return ns_path(namespace, "runs") + (f"?{urlencode(shown)}" if shown else "")
+
+
+def scroll(table: Safe) -> Safe:
+    """A table that scrolls sideways on a narrow screen instead of widening the page."""
+    return el("div", table, class_="scroll")
+
+
 def app_path(namespace: str, app: str) -> str:
     """The App's own page (what handlers get as ``installationUrl``)."""
     return ns_path(namespace, "apps", app)
@@ -99,6 +114,9 @@ class Frame:
     crumbs: tuple[tuple[str, str | None], ...] = ()
     #: The Server-Sent Events URL of this view; None: a static page.
     live: str | None = None
+    #: The page's own URL, when the view is a form's answer shown at the form's POST address
+    #: (the script goes there after another action instead of re-fetching this one).
+    canonical: str | None = None
 
 
 def document(frame: Frame, view: Safe) -> str:
@@ -110,7 +128,9 @@ def document(frame: Frame, view: Safe) -> str:
     if frame.user is not None:
         who = el(
             "div",
-            el("span", "Signed in as ", el("b", frame.user, id="whoami")),
+            el(
+                "span", el("span", "Signed in as ", class_="wide"), el("b", frame.user, id="whoami")
+            ),
             el(
                 "form",
                 el("input", type="hidden", name="csrf", value=frame.csrf),
@@ -136,7 +156,7 @@ def document(frame: Frame, view: Safe) -> str:
                 class_="top",
             ),
             el("div", id="flash", class_="flash", hidden=True, role="status"),
-            el("div", view, id="view", data_live=frame.live),
+            el("div", view, id="view", data_live=frame.live, data_href=frame.canonical),
             el("footer", live, el("span", "·"), el("span", f"Blockflow {__version__}")),
             el("script", raw(JS)),
         ]
@@ -164,6 +184,7 @@ def tabs(namespace: str, current: str, approvals: int | None) -> Safe:
     items = [
         ("apps", "Apps & Blocks", ns_path(namespace, "apps")),
         ("workflows", "Workflows", ns_path(namespace, "workflows")),
+        ("runs", "Runs", ns_path(namespace, "runs")),
         ("approvals", "Approvals", ns_path(namespace, "approvals")),
     ]
     links = []

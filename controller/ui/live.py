@@ -5,7 +5,8 @@ The controller already watches every Blockflow kind (kopf); each watch event is 
 namespace. A stream only ever says "changed" — the page then re-fetches its view through
 the same authorized path as any page load — so nothing flows to a browser that its person
 could not read anyway. The feed also keeps the names of the objects it has seen per
-namespace (for the namespace list and its counts): a few strings per object.
+namespace (for the namespace list and its counts): a few strings per object, and a summary of
+each run (:mod:`controller.ui.run_index`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from controller.ui.run_index import RunIndex
 
 
 class Subscription:
@@ -32,6 +35,8 @@ class ChangeFeed:
         self._subscribers: dict[str | None, set[Subscription]] = {}
         self._revisions: dict[str | None, int] = {}
         self.events = 0
+        #: Every watched run, summarized: what the run lists page through.
+        self.runs = RunIndex()
 
     # -- fed by the watches ------------------------------------------------------------------
 
@@ -42,6 +47,8 @@ class ChangeFeed:
         if not isinstance(namespace, str) or not isinstance(name, str):
             return
         self.events += 1
+        if kind == "WorkflowRun":
+            self.runs.observe(body, event_type)
         key = (kind, name)
         objects = self._objects.setdefault(namespace, set())
         if event_type == "DELETED":

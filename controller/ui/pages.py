@@ -4,20 +4,26 @@ each view model of :mod:`controller.ui.views` rendered (pure functions)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from controller.ui.frame import _main, app_path, chip, ns_path, run_path, tabs, when
-from controller.ui.html import Safe, el, join, raw
-from controller.ui.run_page import decision_forms
-from controller.ui.views import (
-    ApprovalView,
-    AppsView,
-    EntityView,
-    PromptView,
-    RunRow,
-    WorkflowView,
-    duration_text,
+from controller.ui.actions_html import action_button
+from controller.ui.frame import (
+    _main,
+    app_path,
+    chip,
+    ns_path,
+    run_path,
+    scroll,
+    tabs,
+    when,
+    workflow_path,
 )
+from controller.ui.html import Safe, el, join, raw
+from controller.ui.run_index import PendingApproval, RunSummary
+from controller.ui.run_page import decision_forms
+from controller.ui.runs_page import runs_table
+from controller.ui.views import AppsView, EntityView, PromptView, WorkflowView
 
 # -- namespaces ----------------------------------------------------------------------------------
 
@@ -132,7 +138,30 @@ def _prompts(entity: EntityView) -> Safe:
     return el("div", *(_prompt(p) for p in entity.prompts), class_="prompts")
 
 
-def _block_rows(blocks: Sequence[EntityView], with_app: bool) -> Safe:
+@dataclass(frozen=True)
+class Controls:
+    """What the person may do on the Apps page: ``may["apps/NAME"]`` (or ``blocks/``)."""
+
+    csrf: str | None
+    back: str
+    may: dict[str, bool]
+
+    def sync(self, namespace: str, plural: str, name: str) -> Safe | None:
+        if not self.may.get(f"{plural}/{name}"):
+            return None
+        return action_button(
+            ns_path(namespace, plural, name, "sync"),
+            "Sync",
+            self.csrf,
+            self.back,
+            class_="secondary small-button",
+            id_=f"sync-{plural}-{name}",
+        )
+
+
+def _block_rows(
+    namespace: str, blocks: Sequence[EntityView], with_app: bool, controls: Controls | None
+) -> Safe:
     rows = []
     for block in blocks:
         rows.append(
@@ -140,14 +169,16 @@ def _block_rows(blocks: Sequence[EntityView], with_app: bool) -> Safe:
                 "tr",
                 el("td", el("b", block.name)),
                 el("td", block.app or "—") if with_app else None,
-                el("td", el("code", block.type or "?")),
-                el("td", chip(block.status)),
+                el("td", el("code", block.type or "?"), data_label="Type"),
+                el("td", chip(block.status), data_label="Status"),
                 el(
                     "td",
                     block.description or "",
                     _signals(block),
                     _prompts(block),
+                    class_="wide",
                 ),
+                el("td", controls.sync(namespace, "blocks", block.name) if controls else None),
                 id=f"block-{block.name}",
                 data_status=block.status or "",
             )
@@ -159,12 +190,18 @@ def _block_rows(blocks: Sequence[EntityView], with_app: bool) -> Safe:
         el("th", "Type"),
         el("th", "Status"),
         el("th", "Description"),
+        el("th", ""),
     )
-    return el("table", el("thead", head), el("tbody", *rows))
+    return scroll(el("table", el("thead", head), el("tbody", *rows), class_="stack"))
 
 
 def apps_view(
-    namespace: str, view: AppsView, approvals: int | None, *, single: bool = False
+    namespace: str,
+    view: AppsView,
+    approvals: int | None,
+    *,
+    single: bool = False,
+    controls: Controls | None = None,
 ) -> Safe:
     """The Apps of a namespace with their Blocks (``single``: one App's own page)."""
     sections: list[Safe] = []
@@ -181,7 +218,7 @@ def apps_view(
             if not view.blocks_visible:
                 blocks = el("p", "You may not list Blocks here.", class_="muted small")
             elif app.blocks:
-                blocks = _block_rows(app.blocks, with_app=False)
+                blocks = _block_rows(namespace, app.blocks, False, controls)
             else:
                 blocks = el("p", "No Blocks.", class_="muted small")
             sections.append(
@@ -192,6 +229,7 @@ def apps_view(
                         el("h3", el("a", entity.name, href=app_path(namespace, entity.name))),
                         chip(entity.status),
                         el("span", entity.description or "", class_="desc"),
+                        controls.sync(namespace, "apps", entity.name) if controls else None,
                     ),
                     _signals(entity),
                     _prompts(entity),
@@ -204,7 +242,9 @@ def apps_view(
     if view.other_blocks:
         title = "Blocks whose App is missing" if view.apps is not None else "Blocks"
         sections.append(el("h2", title))
-        sections.append(el("div", _block_rows(view.other_blocks, with_app=True), class_="card"))
+        sections.append(
+            el("div", _block_rows(namespace, view.other_blocks, True, controls), class_="card")
+        )
     elif view.apps is None and view.blocks_visible:
         sections.append(el("div", "No Blocks in this namespace.", class_="card empty"))
     title = f"App {view.apps[0].app.name}" if single and view.apps else "Apps & Blocks"
@@ -241,10 +281,21 @@ def _rate_bar(rate: float | None) -> Safe:
     return join([bar, el("span", f"{rate:.0%}", class_="rate")])
 
 
+def workflow_status(wf: WorkflowView, *, reason: bool = True) -> Safe:
+    """The phase, and a refused activation in red with its reason (not a grey Draft)."""
+    if wf.lifecycle == "failed":
+        return el(
+            "span",
+            el("span", "activation failed", class_="chip bad", data_status="failed"),
+            el("div", wf.description or "", class_="refusal small") if reason else None,
+        )
+    return chip(wf.phase or wf.state, empty="—")
+
+
 def workflows_view(
     namespace: str,
     workflows: Sequence[WorkflowView] | None,
-    runs: Sequence[RunRow] | None,
+    runs: Sequence[RunSummary] | None,
     approvals: int | None,
     now: datetime,
 ) -> Safe:
@@ -253,23 +304,40 @@ def workflows_view(
         rows = [
             el(
                 "tr",
-                el("td", el("b", wf.name), el("div", wf.description or "", class_="muted small")),
-                el("td", chip(wf.phase or wf.state, empty="—")),
-                el("td", f"v{wf.version}" if wf.version is not None else "—", class_="num"),
-                el("td", wf.runs, class_="num"),
-                el("td", "—" if wf.active is None else wf.active, class_="num"),
-                el("td", wf.succeeded, class_="num"),
-                el("td", wf.failed, class_="num"),
-                el("td", _rate_bar(wf.success_rate)),
-                el("td", when(wf.last_run_at, now)),
+                el(
+                    "td",
+                    el("a", el("b", wf.name), href=workflow_path(namespace, wf.name)),
+                    el("div", wf.description or "", class_="muted small")
+                    if wf.lifecycle != "failed"
+                    else None,
+                ),
+                el("td", workflow_status(wf), class_="wide"),
+                el(
+                    "td",
+                    f"v{wf.version}" if wf.version is not None else "—",
+                    class_="num",
+                    data_label="Version",
+                ),
+                el("td", wf.runs, class_="num", data_label="Runs"),
+                el(
+                    "td",
+                    "—" if wf.active is None else wf.active,
+                    class_="num",
+                    data_label="Active",
+                ),
+                el("td", wf.succeeded, class_="num", data_label="Succeeded"),
+                el("td", wf.failed, class_="num", data_label="Failed"),
+                el("td", _rate_bar(wf.success_rate), data_label="Success rate"),
+                el("td", when(wf.last_run_at, now), data_label="Last run"),
                 id=f"workflow-{wf.name}",
+                data_lifecycle=wf.lifecycle or "",
             )
             for wf in workflows
         ]
         head = el(
             "tr",
             el("th", "Workflow"),
-            el("th", "Phase"),
+            el("th", "Status"),
             el("th", "Version", class_="num"),
             el("th", "Runs", class_="num"),
             el("th", "Active", class_="num"),
@@ -279,13 +347,24 @@ def workflows_view(
             el("th", "Last run"),
         )
         sections.append(
-            el("div", el("table", el("thead", head), el("tbody", *rows)), class_="card")
+            el(
+                "div",
+                scroll(el("table", el("thead", head), el("tbody", *rows), class_="stack")),
+                class_="card",
+            )
             if rows
             else el("div", "No Workflows in this namespace.", class_="card empty")
         )
     if runs is not None:
-        sections.append(el("h2", "Recent runs"))
-        sections.append(_runs_table(namespace, runs, now))
+        sections.append(
+            el(
+                "div",
+                el("h2", "Recent runs"),
+                el("a", "All runs, filters and search →", href=ns_path(namespace, "runs")),
+                class_="section-head",
+            )
+        )
+        sections.append(runs_table(namespace, runs, now))
     return join(
         [
             tabs(namespace, "workflows", approvals),
@@ -293,7 +372,7 @@ def workflows_view(
                 el("h1", "Workflows"),
                 el(
                     "p",
-                    "Phase, version and counters of each workflow, and recent runs.",
+                    "Status, version and counters of each workflow, and recent runs.",
                     class_="lead",
                 ),
                 *sections,
@@ -302,82 +381,61 @@ def workflows_view(
     )
 
 
-def _runs_table(namespace: str, runs: Sequence[RunRow], now: datetime) -> Safe:
-    if not runs:
-        return el("div", "No runs yet.", class_="card empty")
-    rows = [
-        el(
-            "tr",
-            el("td", el("a", run.name, href=run_path(namespace, run.name))),
-            el("td", run.workflow),
-            el(
-                "td",
-                chip(run.state),
-                el("span", f" on {', '.join(run.waiting)}", class_="muted small")
-                if run.waiting
-                else None,
-            ),
-            el("td", when(run.started_at, now)),
-            el("td", duration_text(run.duration) or "—", class_="num"),
-            id=f"run-{run.name}",
-        )
-        for run in runs
-    ]
-    head = el(
-        "tr",
-        el("th", "Run"),
-        el("th", "Workflow"),
-        el("th", "State"),
-        el("th", "Started"),
-        el("th", "Duration", class_="num"),
-    )
-    return el("div", el("table", el("thead", head), el("tbody", *rows)), class_="card")
-
-
 # -- approvals ---------------------------------------------------------------------------------
 
 
 def approvals_view(
     namespace: str,
-    approvals: Sequence[ApprovalView],
+    waiting: Sequence[tuple[RunSummary, PendingApproval]],
     may_decide: dict[str, bool],
     csrf: str | None,
     now: datetime,
 ) -> Safe:
     back = ns_path(namespace, "approvals")
-    if not approvals:
+    if not waiting:
         body: Safe = el("div", "Nothing is waiting for an approval.", class_="card empty")
     else:
         rows = [
             el(
                 "tr",
-                el("td", el("a", a.run, href=run_path(namespace, a.run))),
-                el("td", a.workflow),
-                el("td", el("code", a.step)),
-                el("td", when(a.since, now)),
+                el(
+                    "td",
+                    el("a", run.name, href=run_path(namespace, run.name)),
+                    el("div", el("a", run.workflow, href=workflow_path(namespace, run.workflow))),
+                ),
+                el("td", el("code", a.step), el("div", when(a.since, now), class_="small")),
+                el(
+                    "td",
+                    el("div", a.message, class_="approval-message") if a.message else None,
+                    class_="wide",
+                ),
                 el(
                     "td",
                     decision_forms(
-                        namespace, a.run, a.step, csrf, back, allowed=may_decide.get(a.run, False)
+                        namespace,
+                        run.name,
+                        a.step,
+                        csrf,
+                        back,
+                        allowed=may_decide.get(run.name, False),
                     ),
                 ),
-                id=f"approval-{a.run}-{a.step}",
+                id=f"approval-{run.name}-{a.step}",
             )
-            for a in approvals
+            for run, a in waiting
         ]
         head = el(
             "tr",
-            el("th", "Run"),
-            el("th", "Workflow"),
-            el("th", "Step"),
-            el("th", "Waiting since"),
+            el("th", "Run / workflow"),
+            el("th", "Step / since"),
+            el("th", "Asks"),
             el("th", "Decision"),
         )
-        table = el("table", el("thead", head), el("tbody", *rows), class_="middle")
+        table = el("table", el("thead", head), el("tbody", *rows), class_="middle stack")
         body = el("div", table, class_="card")
     return join(
         [
-            tabs(namespace, "approvals", len(approvals)),
+            tabs(namespace, "approvals", len(waiting)),
             _main(
                 el("h1", "Pending approvals"),
                 el(
