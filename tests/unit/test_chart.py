@@ -72,6 +72,9 @@ def test_rbac_names_every_resource_and_verb_and_never_lists_secrets() -> None:
             assert "*" not in rule[field], rule
     secrets = {v for r in rules if "secrets" in r["resources"] for v in r["verbs"]}
     assert secrets == {"get", "create", "patch"}
+    # Events are posted, and read for the web page's run pages (never watched).
+    events = {v for r in rules if "events" in r["resources"] for v in r["verbs"]}
+    assert events == {"create", "list"}
     reviews = {
         (r["apiGroups"][0], r["resources"][0]): r["verbs"]
         for r in rules

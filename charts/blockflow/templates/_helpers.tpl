@@ -48,9 +48,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create", "patch"]
+# Events: posted about the objects; listed (one object's, by field selector) for a run's page
+# on /ui/, once the person's own SubjectAccessReview allowed them to list Events there.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 # The kubernetes.job built-in step.
 - apiGroups: ["batch"]
   resources: ["jobs"]
