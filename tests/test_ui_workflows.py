@@ -14,7 +14,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.conftest import Kubectl, eventually
+from tests.conftest import Kubectl, blockflow, eventually
 from tests.support.ui_stage import (
     REFUSAL,
     Stage,
@@ -23,6 +23,7 @@ from tests.support.ui_stage import (
     browser,
     context,
     csrf_of,
+    same_document,
     screenshot,
     sign_in,
     stage,
@@ -110,7 +111,7 @@ def test_trigger_approve_and_follow_the_event_to_the_run_it_started(
     related = page.locator("#related-runs li")
     expect(related).to_have_count(1)
     expect(related).to_contain_text("welcome")
-    related.get_by_role("link").click()
+    related.get_by_role("link").first.click()
     expect(page.locator("#origin-run")).to_have_text(run)
     expect(page.locator("#run-state")).to_have_text("completed")
     greet = page.locator("#step-greet")
@@ -200,7 +201,7 @@ def test_stop_pause_activate_and_sync_need_the_rights_and_do_what_the_cli_does(
     page.locator("#workflow-archive button").click()
     assert get_workflow(kubectl, a, "ledger-sync")["spec"]["state"] == "Active"
 
-    # Sync: the request annotation `blockflow sync` sets.
+    # Sync and Drain: the request annotations `blockflow sync|drain` set; Drain asks first.
     page.goto(stage.ns(a, "apps"))
     page.locator("#sync-apps-crm button").click()
     expect(page.locator("#flash")).to_contain_text("Sync requested: app crm")
@@ -208,6 +209,34 @@ def test_stop_pause_activate_and_sync_need_the_rights_and_do_what_the_cli_does(
         "annotations"
     ]
     assert annotations.get("blockflow.dev/requested-sync-at")
+    kubectl.apply(a, blockflow("Block", "scratch", {"app": "crm", "type": "scripted"}))
+    scratch = page.locator("#block-scratch")
+    expect(scratch.locator(".chip")).to_have_text("ready")
+    scratch.get_by_text("Drain…").click()
+    scratch.locator("#drain-blocks-scratch button").click()  # unticked: not sent
+    scratch.get_by_label("deprovision it").check()
+    scratch.locator("#drain-blocks-scratch button").click()
+    expect(page.locator("#flash")).to_contain_text("Drain requested: block scratch")
+    expect(page.locator("#block-scratch .chip")).to_have_text(re.compile("draining|drained"))
+
+
+def test_a_live_refresh_waits_for_whoever_types_and_keeps_what_they_typed(
+    stage: Stage, context: BrowserContext, kubectl: Kubectl
+) -> None:
+    a = stage.a
+    page = sign_in(context, stage, stage.approver, f"/ui/namespaces/{a}/workflows/onboarding")
+    until_live(page)
+    page.locator("#trigger-input").fill('{"keep": "me"}')  # the field keeps the focus
+    before = page.evaluate("document.body.getAttribute('data-refreshed')")
+    kubectl.run("create", "-n", a, "-f", "-", input=json.dumps(_run("onboard-typed", "onboarding")))
+    _waiting(kubectl, a, "onboard-typed")
+    # The run's changes reached the page (its stream) a second ago, but nothing was replaced.
+    expect(page.locator("#run-onboard-typed")).to_have_count(0)
+    assert page.evaluate("document.body.getAttribute('data-refreshed')") == before
+    page.locator("h1").click()  # leaves the field: the view catches up
+    expect(page.locator("#run-onboard-typed")).to_be_visible()
+    expect(page.locator("#trigger-input")).to_have_value('{"keep": "me"}')
+    assert same_document(page)
 
 
 def test_without_javascript_trigger_and_stop_are_forms_that_post_and_redirect(

@@ -1,10 +1,10 @@
-"""The page's actions on runs, Apps and Blocks: Approve / Reject, Stop, Sync.
+"""The page's actions on runs, Apps and Blocks: Approve / Reject, Stop, Sync, Drain.
 
 Each is a POST with the session's CSRF token (and, for cookie sessions, this site's Origin),
 allowed only when a SubjectAccessReview says the person may do the same with kubectl:
 ``update`` of the run to decide an approval, ``patch`` of the run to stop it (``spec.cancel:
-true``, as ``blockflow run stop``), ``patch`` of the App or Block to sync it (the request
-annotation ``blockflow sync`` sets). The controller then makes the change with its own
+true``, as ``blockflow run stop``), ``patch`` of the App or Block to sync or drain it (the
+request annotations ``blockflow sync|drain`` set). The controller then makes the change with its own
 credentials. With JavaScript the page posts without leaving (``X-Blockflow-Fragment: 1``:
 a line of text to flash); without it the browser follows a redirect back.
 """
@@ -38,8 +38,9 @@ from controller.ui.sessions import (
     log,
 )
 
-#: The annotation `blockflow sync` sets (the lifecycle engine syncs when it changes).
+#: The annotations `blockflow sync|drain` set (the lifecycle engine acts when they change).
 SYNC_ANNOTATION = "blockflow.dev/requested-sync-at"
+DRAIN_ANNOTATION = "blockflow.dev/requested-drain-at"
 
 Form = MultiDictProxy[Any]
 #: What an action does once allowed: the message to flash, or raises _Stop.
@@ -165,26 +166,31 @@ class Actions(Reads):
         access = Access("patch", "workflowruns", namespace, run)
         return await self._act(request, access, change, layout.run_path(namespace, run))
 
-    # -- Sync ------------------------------------------------------------------------------------
+    # -- Sync and Drain ----------------------------------------------------------------------------
 
-    async def _sync(self, request: web.Request) -> web.StreamResponse:
-        plural = request.match_info["plural"]
+    async def _request(self, request: web.Request) -> web.StreamResponse:
+        """Sync or drain an App or Block: the request annotation the lifecycle engine acts on,
+        as ``blockflow sync|drain`` sets it (a drain only once confirmed: it deprovisions)."""
+        plural, verb = request.match_info["plural"], request.match_info["verb"]
         try:
             namespace, name = self._names(request, "name")
         except _Stop as stop:
             return self._error(request, stop)
         kind = "app" if plural == "apps" else "block"
+        annotation = SYNC_ANNOTATION if verb == "sync" else DRAIN_ANNOTATION
 
         async def change(session: Session, form: Form) -> str:
-            body = {"metadata": {"annotations": {SYNC_ANNOTATION: _stamp()}}}
+            if verb == "drain" and form.get("confirm") != "yes":
+                raise _Stop(400, "Not drained", "Draining deprovisions: tick the box to confirm.")
+            body = {"metadata": {"annotations": {annotation: _stamp()}}}
             try:
                 await self.client.request(
                     "PATCH", _path(plural, namespace, name), body=body, content_type=MERGE_PATCH
                 )
             except KubeApiError as exc:
                 raise _api_failed(exc, f"{kind} {name} in {namespace}") from None
-            log.info("ui: sync requested", namespace=namespace, kind=kind, name=name)
-            return f"Sync requested: {kind} {name}."
+            log.info("ui: request annotated", verb=verb, namespace=namespace, kind=kind, name=name)
+            return f"{verb.capitalize()} requested: {kind} {name}."
 
         back = layout.ns_path(namespace, "apps")
         return await self._act(request, Access("patch", plural, namespace, name), change, back)

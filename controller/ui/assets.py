@@ -149,7 +149,11 @@ button.primary { background: var(--accent); color: #fff; }
 button.danger { background: var(--card); color: var(--bad); border: 1px solid var(--bad); }
 button.danger:hover { background: var(--bad-bg); }
 button.small-button { padding: 0.2rem 0.6rem; font-size: 0.8rem; }
-.card > header form.action { margin-left: auto; }
+.card > header .entity-actions { margin-left: auto; }
+.entity-actions { display: inline-flex; gap: 0.5rem; align-items: flex-start; flex-wrap: wrap; }
+details.drain { margin: 0; }
+details.drain summary { font-size: 0.8rem; padding-top: 0.2rem; }
+details.drain[open] summary { margin-bottom: 0.3rem; }
 .confirm { display: inline-flex; align-items: center; gap: 0.3rem; margin-right: 0.4rem; }
 form.action { display: inline-flex; align-items: center; }
 button:disabled { opacity: 0.55; cursor: progress; }
@@ -310,11 +314,47 @@ JS = """
     flashBox.textContent = text;
     flashBox.hidden = false;
   }
+  var held = false;
+  function editing() {
+    var field = document.activeElement;
+    return !!field && view.contains(field) && /^(INPUT|TEXTAREA|SELECT)$/.test(field.tagName);
+  }
+  // What was typed or chosen in the view's fields (by id): kept across a refresh.
+  function typed() {
+    var kept = {};
+    view.querySelectorAll("input[id], textarea[id], select[id]").forEach(function (field) {
+      var initial = field.defaultValue;
+      if (field.tagName === "SELECT") {
+        var chosen = field.querySelector("option[selected]") || field.options[0];
+        initial = chosen ? chosen.value : "";
+      }
+      if (field.type === "checkbox") {
+        if (field.checked !== field.defaultChecked) { kept[field.id] = field.checked; }
+      } else if (field.value !== initial) {
+        kept[field.id] = field.value;
+      }
+    });
+    return kept;
+  }
+  function restore(kept) {
+    Object.keys(kept).forEach(function (id) {
+      var field = document.getElementById(id);
+      if (!field) { return; }
+      if (field.type === "checkbox") { field.checked = kept[id]; } else { field.value = kept[id]; }
+    });
+  }
+  // Someone typing is not interrupted: the refresh waits until they leave the field.
+  if (view) {
+    view.addEventListener("focusout", function () {
+      if (held) { held = false; setTimeout(refresh, 0); }
+    });
+  }
   function refresh() {
     if (!view) { return; }
     // A form's answer shown at its POST address: go to the page itself (live again).
     var canonical = view.getAttribute("data-href");
     if (canonical) { location.assign(canonical); return; }
+    if (editing()) { held = true; return; }
     if (busy) { again = true; return; }
     busy = true;
     fetch(location.href, {
@@ -324,7 +364,9 @@ JS = """
       if (!response.ok) { throw new Error("HTTP " + response.status); }
       return response.text();
     }).then(function (html) {
+      var kept = typed();
       view.innerHTML = html;
+      restore(kept);
       document.body.setAttribute("data-refreshed", String(Date.now()));
     }).catch(function () {
       // The view could not be fetched (the controller busy, a review unavailable): try

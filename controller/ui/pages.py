@@ -147,9 +147,10 @@ class Controls:
     may: dict[str, bool]
 
     def sync(self, namespace: str, plural: str, name: str) -> Safe | None:
+        """Sync, and Drain behind a confirmation (it deprovisions)."""
         if not self.may.get(f"{plural}/{name}"):
             return None
-        return action_button(
+        sync = action_button(
             ns_path(namespace, plural, name, "sync"),
             "Sync",
             self.csrf,
@@ -157,6 +158,21 @@ class Controls:
             class_="secondary small-button",
             id_=f"sync-{plural}-{name}",
         )
+        drain = el(
+            "details",
+            el("summary", "Drain…"),
+            action_button(
+                ns_path(namespace, plural, name, "drain"),
+                "Drain",
+                self.csrf,
+                self.back,
+                class_="danger small-button",
+                confirm="deprovision it",
+                id_=f"drain-{plural}-{name}",
+            ),
+            class_="data drain",
+        )
+        return el("span", sync, drain, class_="entity-actions")
 
 
 def _block_rows(

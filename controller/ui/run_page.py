@@ -157,7 +157,8 @@ def _related(namespace: str, related: Sequence[RunSummary] | None, now: datetime
             el("a", r.name, href=run_path(namespace, r.name)),
             " ",
             chip(r.state),
-            el("span", f" {r.workflow}", class_="muted small"),
+            " ",
+            el("a", r.workflow, href=workflow_path(namespace, r.workflow), class_="small"),
             el(
                 "span",
                 f" · {r.event}" if r.event and not r.parent else " · workflow step",

@@ -120,6 +120,7 @@ def _select(name: str, label: str, options: Sequence[tuple[str, str]], chosen: s
             "select",
             *(el("option", text, value=value, selected=value == chosen) for value, text in options),
             name=name,
+            id=f"filter-{name}",
         ),
     )
 
@@ -136,7 +137,14 @@ def filter_form(namespace: str, query: RunQuery, workflows: Sequence[str]) -> Sa
         el(
             "label",
             el("span", "Name"),
-            el("input", type="search", name="q", value=query.q, placeholder="part of a run's name"),
+            el(
+                "input",
+                type="search",
+                name="q",
+                value=query.q,
+                placeholder="part of a run's name",
+                id="filter-q",
+            ),
             class_="grow",
         ),
         _select("state", "State", states, query.state),

@@ -67,7 +67,7 @@ class Page(WorkflowRoutes):
         router.add_get(ns + "/", self._to_namespace)
         router.add_get(ns + "/apps", self._view(self._apps))
         router.add_get(ns + "/apps/{app}", self._view(self._app))
-        router.add_post(ns + "/{plural:apps|blocks}/{name}/sync", self._sync)
+        router.add_post(ns + "/{plural:apps|blocks}/{name}/{verb:sync|drain}", self._request)
         router.add_get(ns + "/workflows", self._view(self._workflows))
         router.add_get(ns + "/workflows/{workflow}", self._view(self._workflow))
         router.add_post(ns + "/workflows/{workflow}/trigger", self._trigger)
