@@ -150,9 +150,9 @@ button.danger { background: var(--card); color: var(--bad); border: 1px solid va
 button.danger:hover { background: var(--bad-bg); }
 button.small-button { padding: 0.2rem 0.6rem; font-size: 0.8rem; }
 .card > header .entity-actions { margin-left: auto; }
-.entity-actions { display: inline-flex; gap: 0.5rem; align-items: flex-start; flex-wrap: wrap; }
+.entity-actions { display: inline-flex; gap: 0.5rem; align-items: baseline; flex-wrap: wrap; }
 details.drain { margin: 0; }
-details.drain summary { font-size: 0.8rem; padding-top: 0.2rem; }
+details.drain summary { font-size: 0.8rem; }
 details.drain[open] summary { margin-bottom: 0.3rem; }
 .confirm { display: inline-flex; align-items: center; gap: 0.3rem; margin-right: 0.4rem; }
 form.action { display: inline-flex; align-items: center; }
