@@ -54,6 +54,15 @@ _SLOT: contextvars.ContextVar[_WorkerSlot | None] = contextvars.ContextVar(
 )
 
 
+def without_worker() -> contextvars.Context:
+    """A context for a task started by a key's processing that must not share its worker
+    slot (a call that outlives the reconcile): off_worker() in it does nothing, so it can
+    neither give back nor take a slot its starter holds."""
+    context = contextvars.copy_context()
+    context.run(_SLOT.set, None)
+    return context
+
+
 @contextlib.asynccontextmanager
 async def off_worker() -> AsyncIterator[None]:
     """Give the current key's worker slot back for the duration (a wait on a handler), and

@@ -30,6 +30,7 @@ from controller.kube.objects import Body, Key, workflow_ref
 from controller.kube.rest import KubeApiError
 from controller.logs import get_logger
 from controller.runtime.calls import before
+from controller.runtime.queue import without_worker
 from controller.runtime.store import Cache
 from controller.server.tokens import token_hash
 from controller.workflows import executor, fan_out
@@ -106,7 +107,9 @@ class StepCaller:
         assert node is not None, f"no step {name}"
         step = node.step
         task = asyncio.create_task(
-            self._call(key, body, spec, status, name, step), name=f"step {key.name}/{name}"
+            self._call(key, body, spec, status, name, step),
+            name=f"step {key.name}/{name}",
+            context=without_worker(),  # its own: never the slot of the reconcile starting it
         )
         self._calls.setdefault(key, {})[name] = task
 

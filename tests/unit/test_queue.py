@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -93,3 +94,37 @@ async def test_non_positive_delay_runs_now(delay: float) -> None:
     async with serving(queue):
         await asyncio.wait_for(queue.wait_idle(), 2)
     assert recorder.calls == ["a"]
+
+
+async def test_a_task_started_without_the_worker_slot_cannot_leak_it() -> None:
+    """A step call outlives the reconcile that started it. Started in the reconcile's own
+    context it would give back the reconcile's worker slot and take one again after the
+    reconcile ended: a slot held by nobody, for good, until no key is processed at all."""
+    from controller.runtime.queue import off_worker, without_worker
+
+    processed: list[str] = []
+    calls: list[asyncio.Task[None]] = []
+
+    async def call() -> None:
+        async with off_worker():
+            await asyncio.sleep(0.01)
+
+    async def process(key: str) -> None:
+        processed.append(key)
+        if key == "starts-a-call":
+            calls.append(asyncio.create_task(call(), context=without_worker()))
+            await asyncio.sleep(0)  # the call begins while this key holds its slot
+
+    queue: WorkQueue[str] = WorkQueue(process, workers=1)
+    runner = asyncio.create_task(queue.run())
+    try:
+        queue.add("starts-a-call")
+        await asyncio.wait_for(queue.wait_idle(), 2)
+        await asyncio.gather(*calls)
+        queue.add("next")
+        await asyncio.wait_for(queue.wait_idle(), 2)  # its one slot is free again
+        assert processed == ["starts-a-call", "next"]
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
