@@ -236,6 +236,13 @@ def test_a_live_refresh_waits_for_whoever_types_and_keeps_what_they_typed(
     page.locator("h1").click()  # leaves the field: the view catches up
     expect(page.locator("#run-onboard-typed")).to_be_visible()
     expect(page.locator("#trigger-input")).to_have_value('{"keep": "me"}')
+    # What was opened stays open (a step's inputs, the YAML) when the view refreshes.
+    page.get_by_text("YAML", exact=True).click()
+    kubectl.run(
+        "patch", "wfr", "onboard-typed", "-n", a, "--type=merge", "-p", '{"spec": {"cancel": true}}'
+    )
+    expect(page.locator("#run-onboard-typed")).to_contain_text("cancelled")
+    expect(page.locator("#workflow-yaml")).to_be_visible()
     assert same_document(page)
 
 

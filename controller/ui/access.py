@@ -29,9 +29,6 @@ from controller.ui.sessions import (
     log,
 )
 
-#: Events of one object shown on its page (newest).
-MAX_EVENTS = 50
-
 Render = Callable[[web.Request, Session], Awaitable[tuple[layout.Frame, Safe]]]
 
 
@@ -112,8 +109,7 @@ class Reads(SessionPages):
         except KubeApiError as exc:
             log.warning("ui: events could not be read", code=exc.code, reason=exc.reason)
             return f"The Events could not be read ({exc.code} {exc.reason})."
-        items = [i for i in answer.get("items") or [] if isinstance(i, dict)]
-        return items[-MAX_EVENTS:]
+        return [i for i in answer.get("items") or [] if isinstance(i, dict)]
 
     def _pending(self, kinds: Kinds, namespace: str) -> int | None:
         """Approvals waiting in ``namespace`` (None: the person may not list runs)."""

@@ -27,7 +27,14 @@ def action_button(
     check = (
         el(
             "label",
-            el("input", type="checkbox", name="confirm", value="yes", required=True),
+            el(
+                "input",
+                type="checkbox",
+                name="confirm",
+                value="yes",
+                required=True,
+                id=f"{id_}-confirm" if id_ else None,
+            ),
             " ",
             confirm,
             class_="confirm small",

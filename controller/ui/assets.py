@@ -336,11 +336,20 @@ JS = """
     });
     return kept;
   }
-  function restore(kept) {
+  // A <details> by where it is: the id of the element around it, and its place in there.
+  function place(details) {
+    var owner = details.parentElement ? details.parentElement.closest("[id]") : null;
+    var all = Array.prototype.slice.call((owner || view).querySelectorAll("details"));
+    return (owner ? owner.id : "") + ":" + all.indexOf(details);
+  }
+  function restore(kept, open) {
     Object.keys(kept).forEach(function (id) {
       var field = document.getElementById(id);
       if (!field) { return; }
       if (field.type === "checkbox") { field.checked = kept[id]; } else { field.value = kept[id]; }
+    });
+    view.querySelectorAll("details").forEach(function (details) {
+      if (open.indexOf(place(details)) >= 0) { details.open = true; }
     });
   }
   // Someone typing is not interrupted: the refresh waits until they leave the field.
@@ -364,9 +373,10 @@ JS = """
       if (!response.ok) { throw new Error("HTTP " + response.status); }
       return response.text();
     }).then(function (html) {
-      var kept = typed();
+      var kept = typed(), open = [];
+      view.querySelectorAll("details[open]").forEach(function (d) { open.push(place(d)); });
       view.innerHTML = html;
-      restore(kept);
+      restore(kept, open);
       document.body.setAttribute("data-refreshed", String(Date.now()));
     }).catch(function () {
       // The view could not be fetched (the controller busy, a review unavailable): try

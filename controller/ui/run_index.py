@@ -198,6 +198,20 @@ class _Namespace:
         self.runs: dict[str, RunSummary] = {}
         self.order: list[Position] = []  # ascending: oldest first
         self.pending: set[str] = set()  # runs waiting for an approval
+        #: run → the runs it started (by a `workflow` step, or by an event it emitted)
+        self.children: dict[str, set[str]] = {}
+
+    def link(self, run: RunSummary, add: bool) -> None:
+        for parent in {run.parent, run.origin} - {None}:
+            assert parent is not None
+            if add:
+                self.children.setdefault(parent, set()).add(run.name)
+            else:
+                started = self.children.get(parent)
+                if started is not None:
+                    started.discard(run.name)
+                    if not started:
+                        del self.children[parent]
 
     def newest_first(self, below: Position | None = None) -> Iterator[RunSummary]:
         end = len(self.order) if below is None else bisect.bisect_left(self.order, below)
@@ -222,6 +236,7 @@ class RunIndex:
             index = bisect.bisect_left(space.order, previous.position)
             if index < len(space.order) and space.order[index] == previous.position:
                 del space.order[index]
+            space.link(previous, add=False)
         space.pending.discard(name)
         if event_type == "DELETED":
             if not space.runs:
@@ -230,6 +245,7 @@ class RunIndex:
         summary = summarize(body)
         space.runs[name] = summary
         bisect.insort(space.order, summary.position)
+        space.link(summary, add=True)
         if summary.approvals:
             space.pending.add(name)
 
@@ -266,7 +282,8 @@ class RunIndex:
         space = self._namespaces.get(namespace)
         if space is None:
             return []
-        return [r for r in space.newest_first() if run.name in (r.parent, r.origin)]
+        started = [space.runs[n] for n in space.children.get(run.name, ())]
+        return sorted(started, key=lambda r: r.position, reverse=True)
 
     def page(
         self,

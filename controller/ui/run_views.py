@@ -199,8 +199,12 @@ class EventView:
     last: datetime | None
 
 
+#: Events of one object shown on its page (the newest).
+MAX_EVENTS = 50
+
+
 def event_views(items: list[Body]) -> list[EventView]:
-    """Events of ``involvedObject`` the run, newest first."""
+    """Events of ``involvedObject`` the run, newest first (at most MAX_EVENTS)."""
     out = []
     for item in items:
         if not isinstance(item, dict):
@@ -223,4 +227,5 @@ def event_views(items: list[Body]) -> list[EventView]:
                 last=last,
             )
         )
-    return sorted(out, key=lambda e: e.last.timestamp() if e.last else 0.0, reverse=True)
+    out.sort(key=lambda e: e.last.timestamp() if e.last else 0.0, reverse=True)
+    return out[:MAX_EVENTS]
