@@ -175,9 +175,14 @@ def test_stop_pause_activate_and_sync_need_the_rights_and_do_what_the_cli_does(
     viewing.close()
     assert get_run(kubectl, a, "onboard-stop")["status"]["state"] == "waiting"
 
-    # Stop: spec.cancel, and the run ends cancelled (the page follows).
+    # Stop: spec.cancel, and the run ends cancelled (the page follows). Forged: nothing.
     page = sign_in(context, stage, stage.approver, f"/ui/namespaces/{a}/runs/onboard-stop")
     until_live(page)
+    stop_url = stage.ns(a, "runs", "onboard-stop", "stop")
+    for csrf, origin in (("0" * 43, stage.base), (csrf_of(page), "http://evil.example")):
+        forged = page.request.post(stop_url, form={"csrf": csrf}, headers={"Origin": origin})
+        assert forged.status == 403, origin
+    assert get_run(kubectl, a, "onboard-stop")["spec"].get("cancel") is not True
     page.locator("#stop-run").get_by_role("button", name="Stop run").click()
     expect(page.locator("#flash")).to_contain_text("Stop requested")
     expect(page.locator("#run-state")).to_have_text("cancelled")
