@@ -16,7 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from controller.logs import get_logger
 from controller.ui.run_index import RunIndex
+
+log = get_logger("blockflow.ui")
 
 
 class Subscription:
@@ -48,7 +51,10 @@ class ChangeFeed:
             return
         self.events += 1
         if kind == "WorkflowRun":
-            self.runs.observe(body, event_type)
+            try:
+                self.runs.observe(body, event_type)
+            except Exception as exc:  # the page's summary never stops a watch
+                log.warning("ui: a run could not be summarized", run=name, error=str(exc))
         key = (kind, name)
         objects = self._objects.setdefault(namespace, set())
         if event_type == "DELETED":

@@ -406,3 +406,25 @@ def test_a_runs_events_are_newest_first_and_counted() -> None:
     assert len(shown) == run_views.MAX_EVENTS
     assert [e.reason for e in shown[:2]] == ["R79", "R78"]
     assert shown[0].count == 79 and shown[0].last == NOW + timedelta(seconds=79)
+
+
+def test_an_approval_message_that_cannot_be_rendered_is_shown_as_written() -> None:
+    body = run("r1", "waiting", [{"name": "ask", "state": "waiting", "hookTokenHash": "h"}])
+    body["metadata"]["uid"] = "u1"
+    body["status"]["workflowSpec"] = {
+        "steps": [
+            {
+                "name": "ask",
+                "uses": {"type": "approval"},
+                "with": {"message": "Refund ${{ steps.lookup.data.amount }}?"},
+            }
+        ]
+    }
+    index = RunIndex()
+    index.observe(body, None)
+    (pending,) = index.pending("ns")
+    assert pending.approvals[0].message == "Refund ${{ steps.lookup.data.amount }}?"
+    # Malformed runs are summarized as far as they go, never refused.
+    index.observe({"metadata": {"name": "odd", "namespace": "ns"}, "status": "x"}, None)
+    index.observe({"metadata": {"name": "odd2", "namespace": "ns"}, "spec": [], "status": {}}, None)
+    assert index.count("ns") == 3
