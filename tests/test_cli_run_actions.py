@@ -38,7 +38,7 @@ def test_retry_pause_and_resume_edit_the_run_and_refuse_what_cannot_work(
         "workflowrun.blockflow.dev/r1 retry 1 requested (by ada@example.com)"
     )
     run = kubectl.json("get", RUNS, "r1", "-n", namespace)
-    assert run["spec"]["retry"] == 1
+    assert (run["spec"]["retry"], run["spec"]["cancel"]) == (1, False)
     assert run["metadata"]["annotations"]["blockflow.dev/retried-by"] == "ada@example.com"
     # Asked again before the controller acted: the same retry, not a second one.
     again = cli(kubectl, "run", "retry", "r1", "-n", namespace)

@@ -225,6 +225,36 @@ def test_stop_pause_activate_and_sync_need_the_rights_and_do_what_the_cli_does(
     expect(page.locator("#block-scratch .chip")).to_have_text(re.compile("draining|drained"))
 
 
+def test_pause_resume_and_retry_a_run_from_its_page(
+    stage: Stage, context: BrowserContext, kubectl: Kubectl
+) -> None:
+    a = stage.a
+    kubectl.run("create", "-n", a, "-f", "-", input=json.dumps(_run("onboard-again", "onboarding")))
+    _waiting(kubectl, a, "onboard-again")
+    page = sign_in(context, stage, stage.approver, f"/ui/namespaces/{a}/runs/onboard-again")
+    until_live(page)
+    page.locator("#pause-run").get_by_role("button", name="Pause").click()
+    expect(page.locator("#flash")).to_contain_text("Pause requested")
+    expect(page.locator("#run-state")).to_have_text("paused")
+    assert get_run(kubectl, a, "onboard-again")["spec"]["paused"] is True
+    page.locator("#resume-run").get_by_role("button", name="Resume").click()
+    expect(page.locator("#run-state")).to_have_text("waiting")
+    page.locator("#stop-run").get_by_role("button", name="Stop run").click()
+    expect(page.locator("#run-state")).to_have_text("cancelled")
+    screenshot(page, "ui-run-retry")
+    page.locator("#retry-run").get_by_role("button", name="Retry").click()
+    expect(page.locator("#flash")).to_contain_text("Retry requested")
+    # It runs again (the retry clears the stop request) and waits for its approval anew.
+    expect(page.locator("#run-state")).to_have_text("waiting")
+    assert get_run(kubectl, a, "onboard-again")["spec"]["cancel"] is False
+    retried = eventually(
+        lambda: (r := get_run(kubectl, a, "onboard-again"))["status"].get("retries") and r,
+        what="the retry recorded",
+    )
+    (retry,) = retried["status"]["retries"]
+    assert retry["by"] == stage.approver.username and retry["previousState"] == "cancelled"
+
+
 def test_a_live_refresh_waits_for_whoever_types_and_keeps_what_they_typed(
     stage: Stage, context: BrowserContext, kubectl: Kubectl
 ) -> None:

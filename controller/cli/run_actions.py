@@ -87,7 +87,8 @@ def _cmd_run_retry(args: argparse.Namespace) -> int:
                     "annotations": {RETRIED_BY: by},
                     "resourceVersion": run["metadata"]["resourceVersion"],
                 },
-                "spec": {"retry": wanted},
+                # A cancelled run retried must not be cancelled again at once.
+                "spec": {"retry": wanted, "cancel": False},
             },
         )
         print(f"workflowrun.blockflow.dev/{name} retry {wanted} requested (by {by})")

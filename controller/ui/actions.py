@@ -142,29 +142,67 @@ class Actions(Reads):
             request, access, change, layout.run_path(namespace, run), headers=state
         )
 
-    # -- Stop ----------------------------------------------------------------------------------
+    # -- Stop, Pause, Resume, Retry ------------------------------------------------------------
 
-    async def _stop(self, request: web.Request) -> web.StreamResponse:
+    async def _run_verb(self, request: web.Request) -> web.StreamResponse:
+        """Stop (spec.cancel), pause and resume (spec.paused), retry (spec.retry raised by
+        one, who asked in blockflow.dev/retried-by): edits of the run, as the CLI makes them."""
+        verb = request.match_info["verb"]
         try:
             namespace, run = self._names(request, "run")
         except _Stop as stop:
             return self._error(request, stop)
+        path = _path("workflowruns", namespace, run)
+        what = f"workflowrun {run} in {namespace}"
 
         async def change(session: Session, form: Form) -> str:
             try:
-                await self.client.request(
-                    "PATCH",
-                    _path("workflowruns", namespace, run),
-                    body={"spec": {"cancel": True}},
-                    content_type=MERGE_PATCH,
-                )
+                patch = await self._run_patch(verb, path, what, session)
+                await self.client.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
             except KubeApiError as exc:
-                raise _api_failed(exc, f"workflowrun {run} in {namespace}") from None
-            log.info("ui: run stop requested", namespace=namespace, run=run, user=_who(session))
-            return f"Stop requested: run {run} is being cancelled."
+                raise _api_failed(exc, what) from None
+            log.info(
+                "ui: run change requested",
+                verb=verb,
+                namespace=namespace,
+                run=run,
+                user=_who(session),
+            )
+            return {
+                "stop": f"Stop requested: run {run} is being cancelled.",
+                "pause": f"Pause requested: run {run} starts no new step.",
+                "resume": f"Resume requested: run {run} goes on.",
+                "retry": f"Retry requested: run {run} runs its unfinished steps again.",
+            }[verb]
 
         access = Access("patch", "workflowruns", namespace, run)
         return await self._act(request, access, change, layout.run_path(namespace, run))
+
+    async def _run_patch(
+        self, verb: str, path: str, what: str, session: Session
+    ) -> dict[str, object]:
+        if verb == "stop":
+            return {"spec": {"cancel": True}}
+        if verb in ("pause", "resume"):
+            return {"spec": {"paused": verb == "pause"}}
+        run = await self.client.request("GET", path)
+        status = run.get("status") or {}
+        state = status.get("state")
+        if state not in ("failed", "terminated", "cancelled"):
+            raise _Stop(
+                409,
+                "Not retried",
+                f"{what} is {state or 'not started'}: only a failed, terminated or cancelled "
+                "run can be retried.",
+            )
+        return {
+            "metadata": {
+                "annotations": {"blockflow.dev/retried-by": _who(session)},
+                "resourceVersion": run["metadata"]["resourceVersion"],
+            },
+            # A cancelled run retried must not be cancelled again at once.
+            "spec": {"retry": len(status.get("retries") or []) + 1, "cancel": False},
+        }
 
     # -- Sync and Drain ----------------------------------------------------------------------------
 

@@ -65,6 +65,8 @@ def _step_item(namespace: str, run: RunView, step: StepView, now: datetime, c: R
         meta.append(f"{step.attempts} attempt{'s' if step.attempts != 1 else ''}")
     if step.duration is not None:
         meta.append(duration_text(step.duration))
+    if step.needs:
+        meta.append(step.needs)
     if step.progress:
         meta.append(step.progress)
     started = when(step.started_at, now) if step.started_at else None
@@ -122,6 +124,32 @@ def _step_item(namespace: str, run: RunView, step: StepView, now: datetime, c: R
         id=f"step-{step.name}",
         data_state=step.state,
     )
+
+
+def _run_actions(namespace: str, run: RunView, controls: RunControls) -> Safe | None:
+    """Stop, Pause / Resume while the run goes on; Retry once it failed or was stopped."""
+    here = run_path(namespace, run.name)
+
+    def button(verb: str, label: str, danger: bool = False) -> Safe:
+        return action_button(
+            f"{here}/{verb}",
+            label,
+            controls.csrf,
+            here,
+            class_="danger" if danger else "secondary",
+            id_=f"{verb}-run",
+        )
+
+    buttons: list[Safe] = []
+    if not run.final and not run.cancel_requested:
+        if run.pause_requested or run.state == "paused":
+            buttons.append(button("resume", "Resume"))
+        else:
+            buttons.append(button("pause", "Pause"))
+        buttons.append(button("stop", "Stop run", danger=True))
+    if run.state in ("failed", "terminated", "cancelled"):
+        buttons.append(button("retry", "Retry"))
+    return join(buttons) if buttons else None
 
 
 def _started_by(namespace: str, run: RunView) -> Safe:
@@ -266,20 +294,7 @@ def run_view(
         el("dd", duration_text(run.duration) or "—"),
         class_="facts",
     )
-    stop = None
-    if not run.final and not run.cancel_requested:
-        stop = (
-            action_button(
-                f"{run_path(namespace, run.name)}/stop",
-                "Stop run",
-                controls.csrf,
-                run_path(namespace, run.name),
-                class_="danger",
-                id_="stop-run",
-            )
-            if controls.may_stop
-            else None
-        )
+    stop = _run_actions(namespace, run, controls) if controls.may_stop else None
     if items:
         timeline: Safe = el("ol", *items, class_="timeline")
     elif run.error:

@@ -64,6 +64,8 @@ class StepView:
     reason: str | None = None
     child: str | None = None
     progress: str | None = None
+    #: "after a, b" for a step that declares needs (a branch or a join).
+    needs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ class RunView:
     #: Steps of the workflow (snapshot) the run has not reached.
     not_reached: tuple[str, ...]
     cancel_requested: bool
+    #: spec.paused (asked for) and the retries recorded so far.
+    pause_requested: bool = False
+    retries: int = 0
     created_at: datetime | None = None
     #: What started it: an event's type, the run that emitted it, or a parent run and step.
     event: str | None = None
@@ -132,8 +137,28 @@ def _step(run: Body, record: Body, step: Body | None, state: str, now: datetime)
         message=approval_message(run, step) if approval else None,
         reason=str(record["reason"]) if record.get("reason") else None,
         child=str(record["child"]) if record.get("child") else None,
-        progress=str(record["progress"]) if record.get("progress") else None,
+        progress=_progress(record.get("progress")),
+        needs=_needs(step, str(record.get("name") or "")),
     )
+
+
+def _progress(progress: Any) -> str | None:
+    """A fan-out's progress in words: 412 of 1000 items done, 1 failed."""
+    if not isinstance(progress, str) or not progress:
+        return None
+    done, failed = progress.count("c"), progress.count("f")
+    text = f"{done} of {len(progress)} item{'s' if len(progress) != 1 else ''} done"
+    return text + (f", {failed} failed" if failed else "")
+
+
+def _needs(step: Body | None, name: str) -> str | None:
+    """Which steps this one waited for, when the workflow says (a branch or a join)."""
+    if not step or "[" in name or "needs" not in step:
+        return None
+    needs = step.get("needs")
+    if not isinstance(needs, list):
+        return None
+    return "after " + ", ".join(str(n) for n in needs) if needs else "started at once"
 
 
 def _snapshot_of(name: str, snapshot: dict[str, Body]) -> Body | None:
@@ -175,6 +200,8 @@ def run_view(run: Body, now: datetime) -> RunView:
             n for n in snapshot if n not in reached and state not in FINAL and n in main
         ),
         cancel_requested=bool(spec.get("cancel")),
+        pause_requested=bool(spec.get("paused")),
+        retries=len(status.get("retries") or []) if isinstance(status.get("retries"), list) else 0,
         created_at=parse_time(meta.get("creationTimestamp")),
         event=event,
         event_source=str(_dict(input_).get("source")) if event else None,

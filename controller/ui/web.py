@@ -76,7 +76,7 @@ class Page(WorkflowRoutes):
         router.add_get(ns + "/runs", self._view(self._runs))
         router.add_get(ns + "/runs/{run}", self._view(self._run))
         router.add_post(ns + "/runs/{run}/{decision:approve|reject}", self._decide)
-        router.add_post(ns + "/runs/{run}/stop", self._stop)
+        router.add_post(ns + "/runs/{run}/{verb:stop|pause|resume|retry}", self._run_verb)
         app.on_shutdown.append(self._shutdown)
 
     # -- views -----------------------------------------------------------------------------

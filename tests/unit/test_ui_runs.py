@@ -428,3 +428,42 @@ def test_an_approval_message_that_cannot_be_rendered_is_shown_as_written() -> No
     index.observe({"metadata": {"name": "odd", "namespace": "ns"}, "status": "x"}, None)
     index.observe({"metadata": {"name": "odd2", "namespace": "ns"}, "spec": [], "status": {}}, None)
     assert index.count("ns") == 3
+
+
+def test_a_runs_buttons_follow_its_state_and_the_timeline_shows_branches_and_fan_outs() -> None:
+    def page(body: dict[str, Any], may: bool = True) -> str:
+        view = run_views.run_view(body, NOW)
+        controls = run_page.RunControls("tok", may_decide=may, may_stop=may)
+        return run_page.run_view(
+            "ns", view, NOW, controls=controls, approvals=None, related=None, events=[]
+        )
+
+    base = "/ui/namespaces/ns/runs/r1/"
+    going = page(run("r1", "running", [{"name": "prepare", "state": "running"}]))
+    assert f'action="{base}pause"' in going and f'action="{base}stop"' in going
+    assert f'action="{base}retry"' not in going and f'action="{base}resume"' not in going
+    paused_body = run("r1", "paused", [{"name": "prepare", "state": "completed"}])
+    paused_body["spec"]["paused"] = True
+    paused = page(paused_body)
+    assert f'action="{base}resume"' in paused and f'action="{base}pause"' not in paused
+    failed = page(run("r1", "failed", [{"name": "prepare", "state": "failed"}]))
+    assert f'action="{base}retry"' in failed and f'action="{base}stop"' not in failed
+    assert f'action="{base}retry"' not in page(
+        run("r1", "failed", [{"name": "prepare", "state": "failed"}]), may=False
+    )
+    done = page(run("r1", "completed", [{"name": "prepare", "state": "completed"}]))
+    assert all(f'action="{base}{v}"' not in done for v in ("retry", "pause", "stop", "resume"))
+
+    fanned = run(
+        "r1",
+        "running",
+        [
+            {"name": "prepare", "state": "running", "progress": "cc.f" + "." * 996},
+            {"name": "review", "state": "skipped", "reason": "its condition is false: x"},
+        ],
+    )
+    fanned["status"]["workflowSpec"]["steps"][0]["forEach"] = "${{ event.users }}"
+    fanned["status"]["workflowSpec"]["steps"][1]["needs"] = ["prepare"]
+    html = page(fanned)
+    assert "2 of 1000 items done, 1 failed" in html
+    assert "after prepare" in html and "its condition is false: x" in html
