@@ -92,6 +92,10 @@ def to_structural(node: JsonSchema, defs: dict[str, JsonSchema], *, in_status: b
         if key not in _KEPT_KEYWORDS:
             continue
         if key == "properties":
+            if not value:
+                # An empty object (`manual: {}`): the API server stores no empty `properties`,
+                # and a CRD that differs from what it stores conflicts on a server-side apply.
+                continue
             out[key] = {
                 name: to_structural(child, defs, in_status=in_status)
                 for name, child in value.items()

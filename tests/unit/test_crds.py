@@ -77,3 +77,19 @@ def test_union_that_is_not_optional_is_refused() -> None:
     node = {"anyOf": [{"type": "string"}, {"type": "integer"}]}
     with pytest.raises(crdgen.SchemaError, match="not structural"):
         crdgen.to_structural(node, {}, in_status=False)
+
+
+def test_no_schema_node_has_empty_properties() -> None:
+    """The API server drops an empty `properties`; a CRD that says it anyway differs from what
+    is stored, and a server-side apply of it (Helm's) conflicts with kubectl's apply."""
+
+    def empties(node: Any, path: str) -> list[str]:
+        if isinstance(node, dict):
+            found = [path] if node.get("properties") == {} else []
+            return found + [p for k, v in node.items() for p in empties(v, f"{path}.{k}")]
+        if isinstance(node, list):
+            return [p for i, v in enumerate(node) for p in empties(v, f"{path}[{i}]")]
+        return []
+
+    for name, text in crdgen.rendered_files().items():
+        assert empties(yaml.safe_load(text), name) == []
