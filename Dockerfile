@@ -26,4 +26,4 @@ ENV PATH=/opt/blockflow/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 EXPOSE 8080 8443
 ENTRYPOINT ["blockflow"]
-CMD ["run", "--log-format", "json"]
+CMD ["controller", "--log-format", "json"]

@@ -128,7 +128,7 @@ demo: control-plane
 	echo "Admission: an invalid workflow is refused at apply time, e.g."; \
 	echo "  kubectl patch workflows.blockflow.dev onboarding -n $(DEMO_NAMESPACE) --type=merge -p '{\"spec\":{\"trigger\":{\"event\":null,\"schedule\":{\"cron\":\"0 25 * * *\"}}}}'"; \
 	echo; \
-	run="KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig BLOCKFLOW_HTTP_PORT=$(BLOCKFLOW_HTTP_PORT) BLOCKFLOW_ADMISSION_PORT=$(BLOCKFLOW_ADMISSION_PORT) BLOCKFLOW_ADMISSION_CERT_DIR=$(CURDIR)/.local/admission $(VENV)/bin/blockflow run"; \
+	run="KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig BLOCKFLOW_HTTP_PORT=$(BLOCKFLOW_HTTP_PORT) BLOCKFLOW_ADMISSION_PORT=$(BLOCKFLOW_ADMISSION_PORT) BLOCKFLOW_ADMISSION_CERT_DIR=$(CURDIR)/.local/admission $(VENV)/bin/blockflow controller"; \
 	echo "$$run"; eval "$$run"
 
 down:

@@ -391,7 +391,7 @@ class Watch:
 
 
 class Controller:
-    """``python -m controller run -n <ns> --log-format json`` as a subprocess."""
+    """``python -m controller controller -n <ns> --log-format json`` as a subprocess."""
 
     def __init__(self, creds: Credentials, namespace: str, log_path: Path) -> None:
         self.creds = creds
@@ -415,7 +415,7 @@ class Controller:
                 sys.executable,
                 "-m",
                 "controller",
-                "run",
+                "controller",
                 "-n",
                 self.namespace,
                 "--log-format",

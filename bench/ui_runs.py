@@ -4,7 +4,7 @@ Run by hand against the local control plane (``hack/control-plane.sh up``, CRDs 
 
     .venv/bin/python bench/ui_runs.py [--runs 10000] [--concurrency 32] [--samples 20]
 
-1. the controller (``python -m controller run -n <ns>``, its page on a free port) watches a
+1. the controller (``python -m controller controller -n <ns>``, its page on a free port) watches a
    fresh namespace; N runs of a workflow that does not exist are created at the given
    concurrency (each fails at once, saying why; no history limit removes them, as limits
    belong to a workflow) — the creation rate is reported;

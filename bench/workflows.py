@@ -274,7 +274,7 @@ def completed_status() -> dict[str, Any]:
 
 
 def other_controllers(own: set[int]) -> list[str]:
-    """Other ``controller run`` processes on this machine (they would compete)."""
+    """Other ``blockflow controller`` processes on this machine (they would compete)."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) in own:
@@ -284,8 +284,8 @@ def other_controllers(own: set[int]) -> list[str]:
         except OSError:
             continue
         words = [a.decode(errors="replace") for a in argv if a]
-        module = "-m" in words and "controller" in words and "run" in words
-        script = bool(words) and Path(words[0]).name == "blockflow" and words[1:2] == ["run"]
+        module = "-m" in words and words.count("controller") >= 2
+        script = bool(words) and Path(words[0]).name == "blockflow" and words[1:2] == ["controller"]
         if module or script:
             found.append(f"pid {proc.name}: {' '.join(words)}")
     return found
@@ -458,7 +458,7 @@ def _die_with_parent() -> None:
 
 
 class WorkflowController(Controller):
-    """``python -m controller run -n <ns> --log-format json`` with its HTTP server on a free
+    """``python -m controller controller -n <ns> --log-format json`` with its HTTP server on a free
     port and a throw-away token key (nothing is written outside the namespace)."""
 
     def __init__(self, creds: Credentials, namespace: str, log_path: Path, port: int) -> None:
@@ -484,7 +484,7 @@ class WorkflowController(Controller):
                 sys.executable,
                 "-m",
                 "controller",
-                "run",
+                "controller",
                 "-n",
                 self.namespace,
                 "--log-format",

@@ -1,8 +1,23 @@
 """Blockflow: a Kubernetes controller for Apps, Blocks and Workflows, built on kopf."""
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("blockflow")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"
+from functools import cache
+
+
+@cache
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("blockflow")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "0.0.0+unknown"
+
+
+def __getattr__(name: str) -> str:
+    # The version is read from the installed metadata only when asked: importlib.metadata
+    # costs a command line more than the rest of what a read command loads.
+    if name == "__version__":
+        return _installed_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

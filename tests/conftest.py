@@ -201,7 +201,7 @@ def release_finalizers(kubectl: Kubectl, namespace: str) -> None:
 
 @dataclass
 class ControllerProcess:
-    """`blockflow run` in a subprocess; its JSON log lines are collected for assertions."""
+    """`blockflow controller` in a subprocess; its JSON log lines are collected for assertions."""
 
     proc: subprocess.Popen[str]
     port: int = 0
@@ -280,12 +280,12 @@ def start_controller(
     port: int | None = None,
     module: str = "controller",
 ) -> ControllerProcess:
-    """The real controller (`python -m controller run`) against the test cluster, its
+    """The real controller (`python -m controller controller`) against the test cluster, its
     output read in the background; the caller stops it. ``module`` runs another entry
     point with the same arguments (tests.support.crashing_controller)."""
     port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, "run", "--log-format", "json", *args],
+        [sys.executable, "-m", module, "controller", "--log-format", "json", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -306,7 +306,7 @@ def start_controller(
 def run_controller(
     cluster: Cluster, kubectl: Kubectl, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., ControllerProcess]]:
-    """Start the real controller (`python -m controller run`) against the test cluster."""
+    """Start the real controller (`python -m controller controller`) against the test cluster."""
     started: list[ControllerProcess] = []
 
     def start(

@@ -185,7 +185,7 @@ def test_probes_and_ports_are_where_the_controller_listens(values: dict[str, Any
         assert env["BLOCKFLOW_ADMISSION_CERT_DIR"] in mounts
     else:
         assert "admission" not in ports
-    assert container["args"][0] == "run"  # the image's entrypoint is `blockflow`
+    assert container["args"][0] == "controller"  # the image's entrypoint is `blockflow`
 
 
 @pytest.mark.parametrize(
@@ -278,7 +278,7 @@ def test_the_rendered_environment_starts_the_controller_and_it_becomes_ready(
         },
     )
 
-    assert container["args"][0] == "run"
+    assert container["args"][0] == "controller"
     controller = run_controller(*container["args"][1:], env=env, port=port)
 
     def ready() -> bool:

@@ -199,7 +199,7 @@ def test_usage_errors_exit_2(kubectl: Kubectl, namespace: str) -> None:
         ("sync", "x"),
         ("sync", "pod/x"),
         ("drain",),
-        ("status", "-o", "wide"),
+        ("status", "-o", "toml"),
         ("events", "--for", "thing"),
         ("approve",),
         ("approve", "r1", "--url", "ftp://x", "-n", namespace),

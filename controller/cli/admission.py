@@ -4,13 +4,12 @@ runs outside the cluster (the demo, the tests). In a cluster the Helm chart does
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controller.cli.common import CliError, _error, _execute
 
 if TYPE_CHECKING:
-    from controller.kube.rest import RestClient
+    from controller.cli.client import Client
 
 DEFAULT_NAME = "blockflow-local"
 
@@ -31,12 +30,14 @@ def _cmd_local(args: argparse.Namespace) -> int:
         ensure_loopback_cert,
         webhook_configuration,
     )
-    from controller.kube.rest import KubeApiError
+    from controller.cli.client import ApiError
     from controller.pki import PkiError
 
     try:
         labels = _labels(args.namespace_label)
-        ca = ensure_loopback_cert(args.dir)
+        from pathlib import Path
+
+        ca = ensure_loopback_cert(Path(args.dir))
     except CliError as exc:
         _error(exc.message)
         return exc.code
@@ -51,15 +52,15 @@ def _cmd_local(args: argparse.Namespace) -> int:
         namespace_labels=labels,
     )
 
-    async def apply(client: RestClient, _: str) -> int:
+    def apply(client: Client, _: str) -> int:
         try:
-            await client.request("POST", API_PATH, body=body)
-        except KubeApiError as exc:
+            client.request("POST", API_PATH, body=body)
+        except ApiError as exc:
             if exc.code != 409:
                 raise
-            current = await client.request("GET", f"{API_PATH}/{args.name}")
+            current = client.request("GET", f"{API_PATH}/{args.name}")
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            await client.request("PUT", f"{API_PATH}/{args.name}", body=body)
+            client.request("PUT", f"{API_PATH}/{args.name}", body=body)
         print(
             f"validatingwebhookconfiguration/{args.name} → https://127.0.0.1:{args.port}/validate "
             f"(failurePolicy {args.failure_policy}); serve it with "
@@ -72,12 +73,12 @@ def _cmd_local(args: argparse.Namespace) -> int:
 
 def _cmd_remove(args: argparse.Namespace) -> int:
     from controller.admission.registration import API_PATH
-    from controller.kube.rest import KubeApiError
+    from controller.cli.client import ApiError
 
-    async def remove(client: RestClient, _: str) -> int:
+    def remove(client: Client, _: str) -> int:
         try:
-            await client.request("DELETE", f"{API_PATH}/{args.name}")
-        except KubeApiError as exc:
+            client.request("DELETE", f"{API_PATH}/{args.name}")
+        except ApiError as exc:
             if exc.code != 404:
                 raise
         print(f"validatingwebhookconfiguration/{args.name} removed")
@@ -98,8 +99,7 @@ def add_admission_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     local.add_argument("--port", type=int, default=8443, help="the controller's admission port")
     local.add_argument(
         "--dir",
-        type=Path,
-        default=Path(".local/admission"),
+        default=".local/admission",
         help="where the certificate is kept (tls.crt, tls.key, ca.crt); made once",
     )
     local.add_argument("--name", default=DEFAULT_NAME, help="the configuration's name")

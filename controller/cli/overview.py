@@ -18,58 +18,40 @@ import argparse
 import json
 import sys
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from controller.cli.common import (
     API,
-    CliError,
     SubParsers,
-    _error,
     _execute,
-    _namespace_option,
-    _output_option,
     _print_document,
     _run_path,
     _table,
+    plural_s,
+    spec_of,
+    split_ref,
+    status_of,
+    workflow_ref,
 )
-from controller.kube.objects import spec_of, status_of, workflow_ref
 
 if TYPE_CHECKING:
-    from controller.kube.rest import RestClient
+    from controller.cli.client import Client
 
 
 SYNC_ANNOTATION = "blockflow.dev/requested-sync-at"
 DRAIN_ANNOTATION = "blockflow.dev/requested-drain-at"
 ACTIVE_RUN_STATES = ("queued", "running", "waiting")
-DEFAULT_URL = "http://127.0.0.1:8080"
 SIGNAL_VALUE_WIDTH = 40
 
-#: accepted KIND spellings (lower case) -> (plural resource, kind)
-ENTITY_KINDS = {
-    "app": ("apps", "App"),
-    "apps": ("apps", "App"),
-    "block": ("blocks", "Block"),
-    "blocks": ("blocks", "Block"),
-}
-#: --for KIND spellings of `events` -> kind
-EVENT_KINDS = {
-    **{k: kind for k, (_, kind) in ENTITY_KINDS.items()},
-    "workflow": "Workflow",
-    "workflows": "Workflow",
-    "workflowrun": "WorkflowRun",
-    "workflowruns": "WorkflowRun",
-    "run": "WorkflowRun",
-    "runs": "WorkflowRun",
-}
 
+def default_url() -> str:
+    """The controller's HTTP server: $BLOCKFLOW_URL, else 127.0.0.1 on $BLOCKFLOW_HTTP_PORT
+    (the port the controller itself listens on, 8080 unless set)."""
+    import os
 
-def _split_ref(ref: str, kinds: dict[str, Any], what: str) -> tuple[Any, str]:
-    """KIND/NAME -> (kinds[kind], name); CliError(code 2) when malformed."""
-    kind, sep, name = ref.partition("/")
-    choices = "|".join(sorted({k.rstrip("s") for k in kinds}))
-    if not sep or not name or "/" in name or kind.lower() not in kinds:
-        raise CliError(f"{what}: expected KIND/NAME with KIND one of {choices}, got {ref!r}", 2)
-    return kinds[kind.lower()], name
+    url = os.environ.get("BLOCKFLOW_URL")
+    if url:
+        return url
+    return f"http://127.0.0.1:{os.environ.get('BLOCKFLOW_HTTP_PORT') or 8080}"
 
 
 def _short(value: Any) -> str:
@@ -133,6 +115,8 @@ def _hook_token(namespace: str, run: str, step: dict[str, Any]) -> str | None:
 
 
 def _hook_path(token: str) -> str:
+    from urllib.parse import quote
+
     return "/hooks/" + quote(token, safe=":")
 
 
@@ -145,7 +129,7 @@ def _waiting_approvals(run: dict[str, Any], namespace: str) -> list[dict[str, An
     snapshot = _snapshot_steps(run)
     out = []
     for record in status.get("steps") or []:
-        step = snapshot.get(str(record.get("name")))
+        step = snapshot.get(str(record.get("name")).split("[", 1)[0])  # a fan-out's item too
         if record.get("state") != "waiting" or step is None or not _is_approval(step):
             continue
         token = _hook_token(namespace, name, step)
@@ -161,19 +145,19 @@ def _waiting_approvals(run: dict[str, Any], namespace: str) -> list[dict[str, An
     return out
 
 
-async def _list(client: RestClient, path: str) -> list[dict[str, Any]]:
-    listed = await client.request("GET", path)
+def _list(client: Client, path: str) -> list[dict[str, Any]]:
+    listed = client.request("GET", path)
     items = listed.get("items") or []
     return sorted(items, key=lambda item: str(item["metadata"]["name"]))
 
 
-async def collect_status(client: RestClient, namespace: str) -> dict[str, Any]:
+def collect_status(client: Client, namespace: str) -> dict[str, Any]:
     """The overview of one namespace as plain data (what `-o json` prints)."""
     base = f"{API}/namespaces/{namespace}"
-    apps = await _list(client, f"{base}/apps")
-    blocks = await _list(client, f"{base}/blocks")
-    workflows = await _list(client, f"{base}/workflows")
-    runs = await _list(client, _run_path(namespace))
+    apps = _list(client, f"{base}/apps")
+    blocks = _list(client, f"{base}/blocks")
+    workflows = _list(client, f"{base}/workflows")
+    runs = _list(client, _run_path(namespace))
     app_names = {a["metadata"]["name"] for a in apps}
     app_entries = []
     for app in apps:
@@ -268,7 +252,7 @@ def render_status(data: dict[str, Any]) -> str:
         version = f"v{wf['version']}" if wf["version"] is not None else "v-"
         lines.append(
             f"  Workflow {wf['name']} {wf['phase'] or wf['state'] or '<no phase>'} {version}: "
-            f"{wf['runCount']} run{'' if wf['runCount'] == 1 else 's'}, "
+            f"{plural_s(wf['runCount'], 'run')}, "
             f"{wf['successCount']} succeeded, {wf['failureCount']} failed"
         )
         for run in wf["activeRuns"]:
@@ -286,17 +270,18 @@ def render_status(data: dict[str, Any]) -> str:
     if data["pendingApprovals"]:
         lines.append("Pending approvals:")
         for approval in data["pendingApprovals"]:
-            where = approval["hookPath"] or "(token computed by with.token)"
+            where = approval["hookPath"] or "/hooks/<the token its with.token computes>"
             lines.append(
-                f"  Run {approval['run']} step {approval['step']}: POST {where} "
-                f"(blockflow approve|reject {approval['run']})"
+                f"  Run {approval['run']} step {approval['step']}: "
+                f"blockflow approve|reject {approval['run']} -n {data['namespace']} "
+                f"(or POST {where})"
             )
     return "\n".join(lines)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    async def action(client: RestClient, namespace: str) -> int:
-        data = await collect_status(client, namespace)
+    def action(client: Client, namespace: str) -> int:
+        data = collect_status(client, namespace)
         if args.output in ("json", "yaml"):
             _print_document(data, args.output)
         else:
@@ -319,20 +304,19 @@ def _event_time(event: dict[str, Any]) -> str:
 def _cmd_events(args: argparse.Namespace) -> int:
     wanted: tuple[str, str] | None = None
     if args.for_ref:
-        try:
-            wanted = _split_ref(args.for_ref, EVENT_KINDS, "--for")
-        except CliError as exc:
-            _error(exc.message)
-            return exc.code
+        _, kind, name = split_ref(
+            args.for_ref, ("apps", "blocks", "workflows", "workflowruns"), "--for"
+        )
+        wanted = (kind, name)
+    everywhere = bool(args.all_namespaces)
 
-    async def action(client: RestClient, namespace: str) -> int:
+    def action(client: Client, namespace: str) -> int:
         params = None
         if wanted:
             kind, name = wanted
             params = {"fieldSelector": f"involvedObject.kind={kind},involvedObject.name={name}"}
-        listed = await client.request(
-            "GET", f"/api/v1/namespaces/{namespace}/events", params=params
-        )
+        where = "" if everywhere else f"/namespaces/{namespace}"
+        listed = client.request("GET", f"/api/v1{where}/events", params=params)
         events = []
         for event in listed.get("items") or []:
             involved = event.get("involvedObject") or {}
@@ -340,6 +324,7 @@ def _cmd_events(args: argparse.Namespace) -> int:
                 continue
             events.append(
                 {
+                    "namespace": event["metadata"].get("namespace", ""),
                     "time": _event_time(event),
                     "type": event.get("type"),
                     "object": f"{str(involved.get('kind')).lower()}/{involved.get('name')}",
@@ -350,15 +335,20 @@ def _cmd_events(args: argparse.Namespace) -> int:
             )
         events.sort(key=lambda e: e["time"])  # RFC 3339 UTC sorts as text; newest last
         if args.output in ("json", "yaml"):
-            _print_document({"namespace": namespace, "events": events}, args.output)
+            scoped = {} if everywhere else {"namespace": namespace}
+            _print_document({**scoped, "events": events}, args.output)
             return 0
         if not events:
-            print(f"No Blockflow events found in {namespace} namespace.", file=sys.stderr)
+            scope = "" if everywhere else f" in {namespace} namespace"
+            print(f"No Blockflow events found{scope}.", file=sys.stderr)
             return 0
         rows = [["TIME", "TYPE", "OBJECT", "REASON", "MESSAGE"]]
+        if everywhere:
+            rows = [["NAMESPACE", *rows[0]]]
         for e in events:
             message = " ".join(str(e["message"] or "").split())
-            rows.append([e["time"], str(e["type"]), e["object"], str(e["reason"]), message])
+            row = [e["time"], str(e["type"]), e["object"], str(e["reason"]), message]
+            rows.append([e["namespace"], *row] if everywhere else row)
         print(_table(rows))
         return 0
 
@@ -370,14 +360,10 @@ def add_overview_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     status = sub.add_parser(
         "status", help="a namespace at a glance: apps, blocks, workflows, prompts, approvals"
     )
-    _namespace_option(status)
-    _output_option(status)
-    status.set_defaults(func=_cmd_status)
+    status.set_defaults(func=_cmd_status, outputs=("table", "wide", "json", "yaml"))
 
     events = sub.add_parser("events", help="recent Kubernetes Events about Blockflow objects")
-    _namespace_option(events)
     events.add_argument(
         "--for", dest="for_ref", metavar="KIND/NAME", help="only this object's events"
     )
-    _output_option(events)
-    events.set_defaults(func=_cmd_events)
+    events.set_defaults(func=_cmd_events, lists=True, outputs=("table", "wide", "json", "yaml"))

@@ -16,26 +16,29 @@ from controller.cli.common import (
     CliError,
     _execute,
     _get,
-    _namespace_option,
     _run_path,
+    named,
+    object_name,
+    report,
+    spec_of,
+    status_of,
 )
-from controller.kube.objects import spec_of, status_of
 
 if TYPE_CHECKING:
-    from controller.kube.rest import RestClient
+    from controller.cli.client import Client
 
 RETRYABLE = ("failed", "terminated", "cancelled")
 ENDED = ("completed", *RETRYABLE)
 RETRIED_BY = "blockflow.dev/retried-by"
 
 
-async def whoami(client: RestClient) -> str:
+def whoami(client: Client) -> str:
     """Who the API server says we are (SelfSubjectReview), else the local user."""
-    from controller.kube.rest import KubeApiError
+    from controller.cli.client import ApiError
 
     for version in ("v1", "v1beta1", "v1alpha1"):
         try:
-            review = await client.request(
+            review = client.request(
                 "POST",
                 f"/apis/authentication.k8s.io/{version}/selfsubjectreviews",
                 body={
@@ -43,7 +46,7 @@ async def whoami(client: RestClient) -> str:
                     "kind": "SelfSubjectReview",
                 },
             )
-        except KubeApiError as exc:
+        except ApiError as exc:
             if exc.code in (404, 405):
                 continue
             break
@@ -53,19 +56,17 @@ async def whoami(client: RestClient) -> str:
     return f"{getpass.getuser()} (local user)"
 
 
-async def _patch(client: RestClient, namespace: str, name: str, patch: dict[str, Any]) -> Any:
-    from controller.kube.rest import MERGE_PATCH
+def _patch(client: Client, namespace: str, name: str, patch: dict[str, Any]) -> Any:
+    from controller.cli.client import MERGE_PATCH
 
-    return await client.request(
-        "PATCH", _run_path(namespace, name), body=patch, content_type=MERGE_PATCH
-    )
+    return client.request("PATCH", _run_path(namespace, name), body=patch, content_type=MERGE_PATCH)
 
 
 def _cmd_run_retry(args: argparse.Namespace) -> int:
-    name: str = args.name
+    name = object_name(str(args.name), "workflowruns", "NAME")
 
-    async def action(client: RestClient, namespace: str) -> int:
-        run = await _get(client, _run_path(namespace, name), "workflowrun", name, namespace)
+    def action(client: Client, namespace: str) -> int:
+        run = _get(client, _run_path(namespace, name), "workflowrun", name, namespace)
         state = status_of(run).get("state")
         if state not in RETRYABLE:
             raise CliError(
@@ -77,8 +78,8 @@ def _cmd_run_retry(args: argparse.Namespace) -> int:
         if int(spec_of(run).get("retry") or 0) >= wanted:
             print(f"workflowrun.blockflow.dev/{name} retry {wanted} already requested")
             return 0
-        by = args.by or await whoami(client)
-        await _patch(
+        by = args.by or whoami(client)
+        changed = _patch(
             client,
             namespace,
             name,
@@ -91,25 +92,26 @@ def _cmd_run_retry(args: argparse.Namespace) -> int:
                 "spec": {"retry": wanted, "cancel": False},
             },
         )
-        print(f"workflowrun.blockflow.dev/{name} retry {wanted} requested (by {by})")
+        report(args, changed, f"{named('workflowruns', name)} retry {wanted} requested (by {by})")
         return 0
 
     return _execute(args, action)
 
 
 def _pause_or_resume(args: argparse.Namespace, paused: bool) -> int:
-    name: str = args.name
+    name = object_name(str(args.name), "workflowruns", "NAME")
     verb = "pause" if paused else "resume"
 
-    async def action(client: RestClient, namespace: str) -> int:
-        run = await _get(client, _run_path(namespace, name), "workflowrun", name, namespace)
+    def action(client: Client, namespace: str) -> int:
+        run = _get(client, _run_path(namespace, name), "workflowrun", name, namespace)
         state = status_of(run).get("state")
         if state in ENDED:
             raise CliError(f"workflowrun {name} has ended ({state}): there is nothing to {verb}")
         if not paused and not spec_of(run).get("paused"):
             raise CliError(f"workflowrun {name} is not paused")
-        await _patch(client, namespace, name, {"spec": {"paused": paused}})
-        print(f"workflowrun.blockflow.dev/{name} {'paused' if paused else 'resumed'}")
+        changed = _patch(client, namespace, name, {"spec": {"paused": paused}})
+        done = "paused" if paused else "resumed"
+        report(args, changed, f"{named('workflowruns', name)} {done}")
         return 0
 
     return _execute(args, action)
@@ -125,7 +127,6 @@ def add_run_action_verbs(verbs: Any) -> None:
     retry.add_argument(
         "--by", help="who retries it, as recorded in the run (default: who the API server says)"
     )
-    _namespace_option(retry)
     retry.set_defaults(func=_cmd_run_retry)
     for verb, paused, text in (
         ("pause", True, "pause a run: no new step starts, timers wait (sets spec.paused)"),
@@ -133,5 +134,4 @@ def add_run_action_verbs(verbs: Any) -> None:
     ):
         parser = verbs.add_parser(verb, help=text)
         parser.add_argument("name", metavar="NAME")
-        _namespace_option(parser)
         parser.set_defaults(func=lambda a, p=paused: _pause_or_resume(a, p))
