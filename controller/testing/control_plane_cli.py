@@ -9,7 +9,7 @@ from pathlib import Path
 
 from controller.testing.control_plane import ControlPlane
 from controller.testing.node_network import NodeError
-from controller.testing.toolchain import NON_ADMIN_USER, ControlPlaneError
+from controller.testing.toolchain import NON_ADMIN_USER, REPO_ROOT, ControlPlaneError
 
 # -- command line ----------------------------------------------------------------------------
 
@@ -70,9 +70,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export KUBECONFIG={plane.kubeconfig}")
             state = plane.load_state()
             kubectl = Path(state.binaries.get("kubectl", "")) if state else None
+            # `kubectl blockflow ...`: the checkout's plugin (hack/plugins/kubectl-blockflow).
+            path = [str(REPO_ROOT / "hack" / "plugins")]
             if kubectl and kubectl.is_file():
                 # The kubectl built beside the API server: same version, no skew warnings.
-                print(f'export PATH="{kubectl.parent}:$PATH"')
+                path.insert(0, str(kubectl.parent))
+            print(f'export PATH="{":".join(path)}:$PATH"')
             return 0
         state = plane.load_state()
         if args.verb == "token":
