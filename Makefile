@@ -111,7 +111,7 @@ demo: control-plane
 	echo; \
 	echo "Workflows (examples/onboarding/README.md; the example CRM is on 127.0.0.1:$(DEMO_CRM_PORT)):"; \
 	echo "  curl -si $$api/events/$(DEMO_NAMESPACE) -H 'Authorization: Bearer demo-events-token' -H 'Content-Type: application/cloudevents+json' -d '{\"specversion\":\"1.0\",\"id\":\"deal-42\",\"source\":\"crm.example/deals\",\"type\":\"Deal.won\",\"data\":{\"dealId\":42,\"company\":\"ACME\"}}'"; \
-	echo "  kubectl get wfr -n $(DEMO_NAMESPACE)    # or: $(VENV)/bin/blockflow run list -n $(DEMO_NAMESPACE)"; \
+	echo "  kubectl get wfr -n $(DEMO_NAMESPACE)    # or: kubectl blockflow run list -n $(DEMO_NAMESPACE)"; \
 	echo "  HOOK_KEY=\$$(kubectl get secret onboarding-workflow-signals -n $(DEMO_NAMESPACE) -o jsonpath='{.data.hookKey}' | base64 -d)"; \
 	echo "  curl -si $$api/hooks/deal:42 -H \"Authorization: Bearer \$$HOOK_KEY\" -H 'Content-Type: application/json' -d '{\"decision\":\"approve\",\"by\":\"ada\"}'"; \
 	echo "  curl -s http://127.0.0.1:$(DEMO_CRM_PORT)/customers"; \
