@@ -1,0 +1,113 @@
+"""The CLI's credentials and cost against the real API server: exec credential plugins and
+token files as kubectl runs them, and a read command that loads none of the controller's
+libraries."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Cluster, Kubectl
+from tests.test_cli_kubectl_like import create_runs
+from tests.test_cli_workflows import assert_clean_error
+from tests.unit.test_cli_client import HEAVY
+
+
+def with_user(cluster: Cluster, tmp_path: Path, user: dict[str, Any]) -> Path:
+    """The test cluster's kubeconfig with its user's credentials replaced by ``user``."""
+    config = json.loads(cluster.kubeconfig.read_text())
+    config["users"][0]["user"] = user
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def admin_token(cluster: Cluster) -> str:
+    return str(json.loads(cluster.kubeconfig.read_text())["users"][0]["user"]["token"])
+
+
+def blockflow(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controller", *args, "--kubeconfig", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_exec_plugin_and_token_file(
+    cluster: Cluster, kubectl: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    create_runs(kubectl, namespace, "r1")
+    plugin = tmp_path / "credential-helper"
+    credential = {
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "kind": "ExecCredential",
+        "status": {"token": admin_token(cluster)},
+    }
+    plugin.write_text(
+        "#!/bin/sh\n"
+        '[ -n "$KUBERNETES_EXEC_INFO" ] || { echo "no exec info" >&2; exit 3; }\n'
+        f'[ "$1" = "--cluster=local" ] || {{ echo "args: $*" >&2; exit 4; }}\n'
+        f"echo '{json.dumps(credential)}'\n"
+    )
+    plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
+    exec_user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": str(plugin),
+            "args": ["--cluster=local"],
+        }
+    }
+    listed = blockflow(with_user(cluster, tmp_path, exec_user), "run", "list", "-n", namespace)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].split()[0] == "r1"
+
+    failing = {"exec": {**exec_user["exec"], "args": ["--cluster=elsewhere"]}}
+    refused = blockflow(with_user(cluster, tmp_path, failing), "run", "list", "-n", namespace)
+    assert_clean_error(
+        refused, 1, "exec credential plugin", "failed (4)", "args: --cluster=elsewhere"
+    )
+
+    token_file = tmp_path / "token"
+    token_file.write_text(admin_token(cluster) + "\n")
+    by_file = blockflow(
+        with_user(cluster, tmp_path, {"tokenFile": "token"}),  # relative to the kubeconfig
+        "run",
+        "get",
+        "r1",
+        "-n",
+        namespace,
+        "-o",
+        "name",
+    )
+    assert by_file.returncode == 0, by_file.stderr
+    assert by_file.stdout == "workflowrun.blockflow.dev/r1\n"
+
+    token_file.write_text("not-a-token\n")
+    unauthorized = blockflow(
+        with_user(cluster, tmp_path, {"tokenFile": str(token_file)}), "run", "list", "-n", namespace
+    )
+    assert_clean_error(unauthorized, 1, "Error from server (Unauthorized)")
+
+
+def test_a_read_command_against_the_cluster_loads_no_heavy_module(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    create_runs(kubectl, namespace, "r1")
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "controller", "run", "list", "-n", namespace],
+        capture_output=True,
+        text=True,
+        env=kubectl.env(),
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0 and "r1" in done.stdout, done.stderr
+    loaded = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in done.stderr.splitlines()}
+    assert loaded & HEAVY == set()
