@@ -4,6 +4,7 @@ libraries."""
 
 from __future__ import annotations
 
+import base64
 import json
 import stat
 import subprocess
@@ -11,6 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from controller.pki import openssl
 from tests.conftest import Cluster, Kubectl
 from tests.test_cli_kubectl_like import create_runs
 from tests.test_cli_workflows import assert_clean_error
@@ -111,3 +115,37 @@ def test_a_read_command_against_the_cluster_loads_no_heavy_module(
     assert done.returncode == 0 and "r1" in done.stdout, done.stderr
     loaded = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in done.stderr.splitlines()}
     assert loaded & HEAVY == set()
+
+
+def test_client_certificates_inline_and_as_files(
+    cluster: Cluster, kubectl: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    if cluster.plane is None:
+        pytest.skip("needs the local control plane's CA to sign a client certificate")
+    create_runs(kubectl, namespace, "r1")
+    pki = cluster.plane.state_dir / "pki"
+    key, csr, cert = tmp_path / "user.key", tmp_path / "user.csr", tmp_path / "user.crt"
+    openssl("genrsa", "-out", str(key), "2048")
+    openssl(
+        "req",
+        "-new",
+        "-key",
+        str(key),
+        "-subj",
+        "/O=system:masters/CN=cert-admin",
+        "-out",
+        str(csr),
+    )
+    openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"),
+        "-CAcreateserial", "-CAserial", str(tmp_path / "ca.srl"), "-days", "1", "-out", str(cert),
+    )  # fmt: skip
+    inline = {
+        "client-certificate-data": base64.b64encode(cert.read_bytes()).decode(),
+        "client-key-data": base64.b64encode(key.read_bytes()).decode(),
+    }
+    files = {"client-certificate": "user.crt", "client-key": str(key)}
+    for user in (inline, files):
+        listed = blockflow(with_user(cluster, tmp_path, user), "run", "list", "-n", namespace)
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.splitlines()[1].split()[0] == "r1"
