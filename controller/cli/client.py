@@ -319,6 +319,8 @@ class _Response:
         self.chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
         length = self.headers.get("content-length")
         no_body = method == "HEAD" or self.status in (204, 304) or 100 <= self.status < 200
+        if length is not None and not length.isdigit():
+            raise OSError(f"a malformed Content-Length: {length[:20]!r}")
         self.remaining: int | None = 0 if no_body else (int(length) if length else None)
         self.keep_alive = self.headers.get("connection", "").lower() != "close" and (
             self.chunked or self.remaining is not None
@@ -337,7 +339,10 @@ class _Response:
         size_line = self.file.readline(65537)
         if not size_line:
             raise _Closed
-        size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+        try:
+            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+        except ValueError:
+            raise OSError(f"a malformed chunk size: {size_line[:20]!r}") from None
         if size == 0:
             while self.file.readline(65537) not in (b"\r\n", b"\n", b""):
                 pass  # trailers
