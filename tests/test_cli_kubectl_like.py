@@ -575,3 +575,27 @@ def test_approve_a_step_whose_hook_token_is_computed(
     assert watched.returncode == 0, (watched.stdout, watched.stderr)
     (record,) = get(kubectl, namespace, RUNS, run)["status"]["steps"]
     assert record["outcome"]["id"] == "approved" and record["outcome"]["data"]["by"] == "ada"
+
+
+def test_label_selectors_on_list_verbs(kubectl: Kubectl, namespace: str) -> None:
+    listed = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [a_run("r1", "wf"), a_run("x1", "other"), a_run("x2", "other")],
+    }
+    kubectl.run("create", "-n", namespace, "-f", "-", input=json.dumps(listed))
+    team = minimal_workflow("labelled")
+    team["metadata"]["labels"] = {"team": "a"}
+    kubectl.apply(namespace, team, minimal_workflow("plain"))
+    runs, both, workflows = cli_all(
+        kubectl,
+        ("run", "list", "-n", namespace, "-l", "blockflow.dev/workflow=other", "-o", "name"),
+        ("run", "list", "-n", namespace, "-l", "blockflow.dev/workflow", "-w", "wf", "-o", "name"),
+        ("workflow", "list", "-n", namespace, "--selector", "team=a", "-o", "name"),
+    )
+    assert runs.stdout.split() == [
+        "workflowrun.blockflow.dev/x1",
+        "workflowrun.blockflow.dev/x2",
+    ]
+    assert both.stdout.split() == ["workflowrun.blockflow.dev/r1"]
+    assert workflows.stdout.split() == ["workflow.blockflow.dev/labelled"]

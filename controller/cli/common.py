@@ -313,6 +313,12 @@ def add_global_flags(parser: argparse.ArgumentParser, *, top: bool = False) -> N
     )
 
 
+def add_selector(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-l", "--selector", metavar="SELECTOR", help="label selector, as kubectl's (-l app=x)"
+    )
+
+
 def add_global_flags_everywhere(parser: argparse.ArgumentParser) -> None:
     """Every verb (and group of verbs) below ``parser`` takes the global flags."""
     seen: set[int] = set()

@@ -23,6 +23,7 @@ from controller.cli.common import (
     _print_document,
     _run_path,
     _table,
+    add_selector,
     named,
     no_resources,
     object_name,
@@ -66,11 +67,12 @@ def _cmd_run_list(args: argparse.Namespace) -> int:
     everywhere = bool(args.all_namespaces)
 
     def action(client: Client, namespace: str) -> int:
-        params = None
+        selectors = [args.selector] if args.selector else []
         if workflow:
             from controller.workflows.naming import WORKFLOW_LABEL, label_value
 
-            params = {"labelSelector": f"{WORKFLOW_LABEL}={label_value(workflow)}"}
+            selectors.append(f"{WORKFLOW_LABEL}={label_value(workflow)}")
+        params = {"labelSelector": ",".join(selectors)} if selectors else None
         path = _run_path(None if everywhere else namespace)
         listed = client.request("GET", path, params=params)
         items = sorted(
@@ -458,6 +460,7 @@ def add_run_verbs(run: argparse.ArgumentParser) -> None:
     )
     listing = verbs.add_parser("list", aliases=["ls"], help="list WorkflowRuns")
     listing.add_argument("-w", "--workflow", metavar="WORKFLOW", help="only this workflow's runs")
+    add_selector(listing)
     listing.set_defaults(func=_cmd_run_list, lists=True)
 
     get = verbs.add_parser("get", help="show a WorkflowRun and its steps")

@@ -30,6 +30,7 @@ from controller.cli.common import (
     _secret_value,
     _table,
     _workflow_path,
+    add_selector,
     named,
     no_resources,
     object_name,
@@ -210,7 +211,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     everywhere = bool(args.all_namespaces)
 
     def action(client: Client, namespace: str) -> int:
-        listed = client.request("GET", _workflow_path(None if everywhere else namespace))
+        params = {"labelSelector": args.selector} if args.selector else None
+        path = _workflow_path(None if everywhere else namespace)
+        listed = client.request("GET", path, params=params)
         items = sorted(
             listed.get("items") or [],
             key=lambda i: (i["metadata"].get("namespace", ""), i["metadata"]["name"]),
@@ -330,6 +333,7 @@ def add_workflow_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     )
     verbs = workflow.add_subparsers(dest="verb", required=True, metavar="VERB")
     listing = verbs.add_parser("list", aliases=["ls"], help="list Workflows")
+    add_selector(listing)
     listing.set_defaults(func=_cmd_list, lists=True)
     get = verbs.add_parser("get", help="show a Workflow: trigger, steps, counters, recent runs")
     get.add_argument("name", metavar="NAME")
