@@ -5,10 +5,13 @@ libraries."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +152,98 @@ def test_client_certificates_inline_and_as_files(
         listed = blockflow(with_user(cluster, tmp_path, user), "run", "list", "-n", namespace)
         assert listed.returncode == 0, listed.stderr
         assert listed.stdout.splitlines()[1].split()[0] == "r1"
+
+
+class ConnectProxy:
+    """An HTTP proxy that tunnels CONNECT to loopback and remembers what it was asked."""
+
+    def __init__(self, answer: int = 200) -> None:
+        self.answer = answer
+        self.requests: list[str] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            byte = client.recv(1)
+            if not byte:
+                client.close()
+                return
+            head += byte
+        self.requests.append(head.decode())
+        target = head.split(b" ")[1].decode()
+        if self.answer != 200:
+            client.sendall(f"HTTP/1.1 {self.answer} Forbidden\r\n\r\n".encode())
+            client.close()
+            return
+        host, _, port = target.rpartition(":")
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_proxies_as_kubectl_uses_them(
+    cluster: Cluster, kubectl: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    create_runs(kubectl, namespace, "r1")
+    proxy, refusing = ConnectProxy(), ConnectProxy(answer=403)
+    try:
+        config = json.loads(cluster.kubeconfig.read_text())
+        server = config["clusters"][0]["cluster"]["server"]
+        config["clusters"][0]["cluster"]["proxy-url"] = (
+            f"http://ada:s%40cret@127.0.0.1:{proxy.port}"
+        )
+        path = tmp_path / "kubeconfig"
+        path.write_text(json.dumps(config))
+        listed = blockflow(path, "run", "list", "-n", namespace, "-o", "name")
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout == "workflowrun.blockflow.dev/r1\n"
+        (asked,) = proxy.requests
+        authority = server.split("://", 1)[1]
+        assert asked.startswith(f"CONNECT {authority} HTTP/1.1\r\n")
+        assert f"Proxy-Authorization: Basic {base64.b64encode(b'ada:s@cret').decode()}" in asked
+
+        config["clusters"][0]["cluster"]["proxy-url"] = f"http://127.0.0.1:{refusing.port}"
+        path.write_text(json.dumps(config))
+        refused = blockflow(path, "run", "list", "-n", namespace)
+        assert_clean_error(refused, 1, "cannot reach the API server", "answered 403 Forbidden")
+
+        # $HTTPS_PROXY is not used for a loopback API server (Go's rule, so kubectl's too).
+        env = {**kubectl.env(), "HTTPS_PROXY": f"http://127.0.0.1:{refusing.port}"}
+        direct = subprocess.run(
+            [sys.executable, "-m", "controller", "run", "list", "-n", namespace],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+            check=False,
+        )
+        assert direct.returncode == 0, direct.stderr
+        assert len(refusing.requests) == 1
+    finally:
+        proxy.close()
+        refusing.close()

@@ -97,7 +97,8 @@ class Client:
                 self._context = _ssl_context(self.creds)
             context = self._context
         server_name = self.creds.tls_server_name or self._host
-        return _Connection(self._host, self._port, context, server_name, timeout)
+        proxy = _proxy_for(self.creds.proxy_url, self._https, self._host, self._port)
+        return _Connection(self._host, self._port, context, server_name, timeout, proxy)
 
     def _headers(self) -> dict[str, str]:
         creds = self.creds
@@ -260,12 +261,16 @@ class _Connection:
         context: ssl.SSLContext | None,
         server_name: str,
         timeout: float,
+        proxy: _Proxy | None = None,
     ) -> None:
+        where = (proxy.host, proxy.port) if proxy else (host, port)
         # An ASCII host as bytes: a str would load the idna codec to look it up.
-        address = host.encode("ascii") if host.isascii() else host
-        sock = socket.create_connection((address, port), timeout=timeout)  # type: ignore[arg-type]
+        address = where[0].encode("ascii") if where[0].isascii() else where[0]
+        sock = socket.create_connection((address, where[1]), timeout=timeout)  # type: ignore[arg-type]
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if proxy is not None:
+                proxy.tunnel(sock, host, port)
             if context is not None:
                 # bytes again: ssl encodes a str with the idna codec
                 hostname = server_name.encode("ascii") if server_name.isascii() else server_name
@@ -292,6 +297,77 @@ class _Connection:
             self.file.close()
         finally:
             self.sock.close()
+
+
+class _Proxy:
+    """An HTTP proxy reached with CONNECT (what kubectl does for HTTPS_PROXY / proxy-url)."""
+
+    def __init__(self, url: str) -> None:
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            scheme, rest = "http", url
+        if scheme != "http":
+            raise ConfigError(f"proxy {url!r}: only http:// proxies are supported")
+        authority = rest.split("/", 1)[0]
+        userinfo, _, host_port = authority.rpartition("@")
+        _, self.host, self.port, _ = _split_server(f"http://{host_port}")
+        self.authorization = None
+        if userinfo:
+            from urllib.parse import unquote
+
+            plain = ":".join(unquote(part) for part in userinfo.split(":", 1))
+            self.authorization = "Basic " + base64.b64encode(plain.encode()).decode()
+
+    def tunnel(self, sock: socket.socket, host: str, port: int) -> None:
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+        if self.authorization:
+            lines.append(f"Proxy-Authorization: {self.authorization}")
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):  # byte by byte: nothing past the headers
+            byte = sock.recv(1)
+            if not byte or len(head) > 65536:
+                raise OSError(f"the proxy {self.host}:{self.port} closed the connection")
+            head += byte
+        status = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+        if len(status) < 2 or status[1] != "200":
+            raise OSError(f"the proxy {self.host}:{self.port} answered {' '.join(status[1:])}")
+
+
+def _proxy_for(configured: str | None, https: bool, host: str, port: int) -> _Proxy | None:
+    """The kubeconfig's proxy-url, else $HTTPS_PROXY / $HTTP_PROXY unless $NO_PROXY or a
+    loopback host says not to (as Go's ProxyFromEnvironment, which kubectl uses)."""
+    if configured:
+        return _Proxy(configured)
+    name = "https_proxy" if https else "http_proxy"
+    url = os.environ.get(name) or os.environ.get(name.upper())
+    if not url or host == "localhost" or host.startswith("127.") or host == "::1":
+        return None
+    for entry in (os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or "").split(","):
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return None
+        name_part, _, entry_port = (
+            entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        )
+        if entry_port and entry_port != str(port):
+            continue
+        if "/" in name_part:
+            import ipaddress
+
+            try:
+                if ipaddress.ip_address(host) in ipaddress.ip_network(name_part, strict=False):
+                    return None
+            except ValueError:
+                pass
+            continue
+        bare = name_part.lstrip(".")
+        if host.lower() == bare or host.lower().endswith("." + bare):
+            return None
+    return _Proxy(url)
 
 
 class _Response:

@@ -33,6 +33,7 @@ class Credentials:
         ca_file: str | None = None,
         insecure: bool = False,
         tls_server_name: str | None = None,
+        proxy_url: str | None = None,
         token: str | None = None,
         token_file: str | None = None,
         username: str | None = None,
@@ -43,6 +44,7 @@ class Credentials:
         self.ca_file = ca_file
         self.ca_data: bytes | None = None
         self.insecure, self.tls_server_name = insecure, tls_server_name
+        self.proxy_url = proxy_url
         self.token, self.token_file = token, token_file
         self.cert_file: str | None = None
         self.key_file: str | None = None
@@ -152,6 +154,7 @@ def load_credentials(kubeconfig: str | None = None, context: str | None = None) 
         context=name,
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
         tls_server_name=cluster.get("tls-server-name"),
+        proxy_url=cluster.get("proxy-url"),
         token=user.get("token"),
         username=user.get("username"),
         password=user.get("password"),

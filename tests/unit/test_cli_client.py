@@ -169,3 +169,37 @@ def test_bad_server_urls(server: str) -> None:
 
 def test_query_values_are_percent_encoded() -> None:
     assert client._quote("blockflow.dev/workflow=a b&c") == "blockflow.dev%2Fworkflow%3Da%20b%26c"
+
+
+@pytest.mark.parametrize(
+    ("host", "no_proxy", "proxied"),
+    [
+        ("api.example.com", "", True),
+        ("api.example.com", "example.com", False),
+        ("api.example.com", ".example.com", False),
+        ("api.example.com", "other.com, *", False),
+        ("api.example.com", "example.com:6443", True),  # another port
+        ("api.example.com", "example.com:443", False),
+        ("notexample.com", "example.com", True),
+        ("10.1.2.3", "10.0.0.0/8", False),
+        ("10.1.2.3", "192.168.0.0/16", True),
+        ("127.0.0.1", "", False),  # loopback never goes through $HTTPS_PROXY
+        ("localhost", "", False),
+    ],
+)
+def test_https_proxy_and_no_proxy(
+    host: str, no_proxy: str, proxied: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    found = client._proxy_for(None, True, host, 443)
+    assert (found is not None) == proxied
+    if found is not None:
+        assert (found.host, found.port, found.authorization) == ("proxy.example", 3128, None)
+
+
+def test_a_socks_proxy_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="only http:// proxies"):
+        client._proxy_for("socks5://127.0.0.1:1080", True, "h", 443)
