@@ -599,3 +599,42 @@ def test_label_selectors_on_list_verbs(kubectl: Kubectl, namespace: str) -> None
     ]
     assert both.stdout.split() == ["workflowrun.blockflow.dev/r1"]
     assert workflows.stdout.split() == ["workflow.blockflow.dev/labelled"]
+
+
+def test_approving_without_the_right_to_read_the_hook_key_points_to_the_page(
+    cluster: Cluster, kubectl: Kubectl, namespace: str
+) -> None:
+    if cluster.user_kubeconfig is None:
+        pytest.skip("needs the local control plane's unprivileged user")
+    create_runs(kubectl, namespace, "r1")
+    patch_run_status(
+        cluster,
+        namespace,
+        "r1",
+        {
+            "state": "waiting",
+            "workflowSpec": {"steps": [{"name": "boss", "uses": {"type": "approval"}}]},
+            "steps": [{"name": "boss", "state": "waiting", "attempts": 1}],
+        },
+    )
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "run-reader"},
+        "rules": [
+            {"apiGroups": ["blockflow.dev"], "resources": ["workflowruns"], "verbs": ["get"]}
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "run-reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "run-reader"},
+        "subjects": [{"kind": "User", "name": "blockflow-user"}],
+    }
+    kubectl.apply(namespace, role, binding)
+    user = Kubectl(kubectl.binary, cluster.user_kubeconfig)
+    refused = cli(user, "approve", "r1", "-n", namespace, "--url", "http://127.0.0.1:9")
+    assert_clean_error(
+        refused, 1, "you may not read Secret wf-workflow-signals", "http://127.0.0.1:9/ui/"
+    )

@@ -175,9 +175,20 @@ def _cmd_decide(args: argparse.Namespace) -> int:
             f"workflow {workflow} has no hookKey (Secret {secret_name} in namespace "
             f"{namespace}; it exists once the workflow is activated)"
         )
-        key = _secret_value(
-            client, namespace, secret_name, HOOK_KEY_SIGNAL, missing, f"hookKey of {workflow}"
-        )
+        from controller.cli.client import ApiError
+
+        try:
+            key = _secret_value(
+                client, namespace, secret_name, HOOK_KEY_SIGNAL, missing, f"hookKey of {workflow}"
+            )
+        except ApiError as exc:
+            if exc.code != 403:
+                raise
+            raise CliError(
+                f"you may not read Secret {secret_name} (the workflow's hookKey), which "
+                f"approving from here needs; the web page at {base}/ui/ decides with your own "
+                "identity (it needs update on the run)"
+            ) from None
         payload: dict[str, Any] = {"decision": decision}
         if args.by is not None:
             payload["by"] = args.by
