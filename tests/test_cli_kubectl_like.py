@@ -638,3 +638,31 @@ def test_approving_without_the_right_to_read_the_hook_key_points_to_the_page(
     assert_clean_error(
         refused, 1, "you may not read Secret wf-workflow-signals", "http://127.0.0.1:9/ui/"
     )
+
+
+def test_run_logs_follow_goes_on_until_the_run_ends(
+    cluster: Cluster, kubectl: Kubectl, namespace: str
+) -> None:
+    create_runs(kubectl, namespace, "r1")
+    patch_run_status(cluster, namespace, "r1", step_status("running", ("a", "running")))
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "controller", "run", "logs", "r1", "-n", namespace, "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=kubectl.env(),
+    )
+    assert follower.stdout is not None
+    history = []
+    while not (line := follower.stdout.readline()).startswith("--- following"):
+        assert line, follower.stderr.read() if follower.stderr else ""
+        history.append(line)
+    assert history[0].split() == ["TIME", "SOURCE", "MESSAGE"]
+    assert any(line.split()[1:] == ["step/a", "started"] for line in history)
+    done = step_status(
+        "completed", ("a", "completed"), ("b", "completed"), finishedAt="2026-01-01T00:00:05Z"
+    )
+    patch_run_status(cluster, namespace, "r1", done)
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert out.splitlines()[-1].split(None, 1)[1] == "run r1 completed"
