@@ -8,6 +8,8 @@ BLOCKFLOW_ADMISSION_PORT ?= 8443
 DEMO_CRM_PORT ?= 8090
 DEMO_OAUTH_PORT ?= 8091
 KUBECTL := hack/kubectl
+# Where hack/control-plane.sh keeps the local control plane (its kubeconfig among it).
+CONTROL_PLANE_DIR := $(or $(BLOCKFLOW_CONTROL_PLANE_DIR),$(CURDIR)/.local/control-plane)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 # Images: `make image` builds the Dockerfile with buildah (docker build works the same).
@@ -84,7 +86,7 @@ demo: control-plane
 	@sed 's/127\.0\.0\.1:8090/127.0.0.1:$(DEMO_CRM_PORT)/' examples/orders/workflow.yaml | $(KUBECTL) apply -n $(DEMO_NAMESPACE) -f -
 	@# The validating webhook, served by the controller below (Ignore: once it stops, applies
 	@# in this local plane go through unchecked instead of failing).
-	@KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig $(VENV)/bin/blockflow admission local \
+	@KUBECONFIG=$(CONTROL_PLANE_DIR)/kubeconfig $(VENV)/bin/blockflow admission local \
 	  --port $(BLOCKFLOW_ADMISSION_PORT) --dir .local/admission >/dev/null
 	@sed 's/127\.0\.0\.1:8091/127.0.0.1:$(DEMO_OAUTH_PORT)/' examples/oauth/app.yaml | $(KUBECTL) apply -n $(DEMO_NAMESPACE) -f -
 	@# The example CRM and OAuth provider run in the background as long as the controller does.
@@ -128,7 +130,7 @@ demo: control-plane
 	echo "Admission: an invalid workflow is refused at apply time, e.g."; \
 	echo "  kubectl patch workflows.blockflow.dev onboarding -n $(DEMO_NAMESPACE) --type=merge -p '{\"spec\":{\"trigger\":{\"event\":null,\"schedule\":{\"cron\":\"0 25 * * *\"}}}}'"; \
 	echo; \
-	run="KUBECONFIG=$(CURDIR)/.local/control-plane/kubeconfig BLOCKFLOW_HTTP_PORT=$(BLOCKFLOW_HTTP_PORT) BLOCKFLOW_ADMISSION_PORT=$(BLOCKFLOW_ADMISSION_PORT) BLOCKFLOW_ADMISSION_CERT_DIR=$(CURDIR)/.local/admission $(VENV)/bin/blockflow controller"; \
+	run="KUBECONFIG=$(CONTROL_PLANE_DIR)/kubeconfig BLOCKFLOW_HTTP_PORT=$(BLOCKFLOW_HTTP_PORT) BLOCKFLOW_ADMISSION_PORT=$(BLOCKFLOW_ADMISSION_PORT) BLOCKFLOW_ADMISSION_CERT_DIR=$(CURDIR)/.local/admission $(VENV)/bin/blockflow controller"; \
 	echo "$$run"; eval "$$run"
 
 down:

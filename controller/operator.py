@@ -237,8 +237,12 @@ async def run_operator(
             config.http_host,
             config.http_port,
         )
+        listening = f"http://{config.http_host}:{bound_port(server)}"
         log.info(
-            "http server listening", url=base_url, port=bound_port(server), page=f"{base_url}/ui/"
+            "http server listening",
+            url=listening,
+            port=bound_port(server),
+            page=f"{config.public_url or listening}/ui/",
         )
         keeper: asyncio.Task[None] | None = None
         elector: LeaderElector | None = None

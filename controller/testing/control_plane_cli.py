@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export KUBECONFIG={plane.kubeconfig}")
             state = plane.load_state()
             kubectl = Path(state.binaries.get("kubectl", "")) if state else None
-            # `kubectl blockflow ...`: the checkout's plugin (hack/plugins/kubectl-blockflow).
+            # `blockflow ...` and `kubectl blockflow ...`: the checkout's CLI (hack/plugins/).
             path = [str(REPO_ROOT / "hack" / "plugins")]
             if kubectl and kubectl.is_file():
                 # The kubectl built beside the API server: same version, no skew warnings.
