@@ -199,6 +199,12 @@ HANDLER_CALLS_IN_FLIGHT = Gauge(
     registry=REGISTRY,
 )
 
+DRAINS_ABANDONED = Counter(
+    "blockflow_drains_abandoned",
+    "Entities released without their drain, by kind: their namespace was being deleted and "
+    "something the drain needs (a Secret, the App) was already gone.",
+    ["kind"],
+)
 UNDECODABLE_OBJECTS = Counter(
     "blockflow_undecodable_objects",
     "Objects read from the API server nested too deep to handle, by kind (each is "

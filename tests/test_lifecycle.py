@@ -503,3 +503,37 @@ def test_config_that_breaks_the_types_schema_is_refused_naming_the_field(
         json.dumps({"spec": {"config": {"provisionSeconds": 0}}}),
     )
     wait_ready(kubectl, namespace, "block/neg")
+
+
+def test_a_drain_waits_for_a_missing_secret_but_a_deleted_namespace_does_not_hang(
+    kubectl: Kubectl, namespace: str, controller: ControllerProcess
+) -> None:
+    """A drain whose configFrom Secret is gone fails and is retried — the Secret can be made
+    again — unless the namespace itself is being deleted: then nothing can be created in it
+    any more, so its entities go without their drain instead of keeping it Terminating."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}}
+    kubectl.apply(namespace, {**secret, "stringData": {"region": "eu"}})
+    vault = {"handler": {"python": "scripted"}, "configFrom": [{"secretRef": {"name": "creds"}}]}
+    kubectl.apply(namespace, blockflow("App", "vault", vault))
+    kubectl.apply(namespace, blockflow("Block", "b1", {"app": "vault", "type": "scripted"}))
+    kubectl.apply(namespace, blockflow("Block", "b2", {"app": "vault", "type": "scripted"}))
+    wait_ready(kubectl, namespace, "app/vault", "block/b1", "block/b2")
+
+    # The Secret deleted by mistake: the drain says what to create, and waits for it.
+    kubectl.run("delete", "secret", "creds", "-n", namespace)
+    kubectl.run("delete", "block", "b1", "-n", namespace, "--wait=false")
+    eventually(
+        lambda: lifecycle(kubectl, namespace, "b1").get("status") == "draining_failed",
+        what="b1 draining_failed",
+    )
+    assert "Secret creds not found" in lifecycle(kubectl, namespace, "b1")["description"]
+    kubectl.apply(namespace, {**secret, "stringData": {"region": "eu"}})
+    eventually(lambda: not get(kubectl, namespace, "block", "b1"), timeout=60, what="b1 gone")
+
+    # The namespace deleted: its Secret may go first; the rest goes anyway.
+    kubectl.run("delete", "secret", "creds", "-n", namespace)
+    kubectl.run("delete", "namespace", namespace, "--wait=false")
+    kubectl.run("wait", "--for=delete", f"namespace/{namespace}", "--timeout=90s", timeout=100)
+    released = [line for line in controller.lines if "released without drain" in line]
+    assert {json.loads(line)["entity"].split(" ")[0] for line in released} == {"Block", "App"}
+    assert all("creds" in json.loads(line)["missing"] for line in released)

@@ -150,6 +150,16 @@ class KubeApi:
 
     # -- secrets -------------------------------------------------------------------------------
 
+    async def namespace_deleting(self, namespace: str) -> bool | None:
+        """Whether the namespace is being deleted; None when it cannot be read (no RBAC to, or
+        already gone: then its objects are gone too)."""
+        try:
+            found = await self.client.request("GET", f"/api/v1/namespaces/{namespace}")
+        except KubeApiError:
+            return None
+        meta, status = found.get("metadata") or {}, found.get("status") or {}
+        return bool(meta.get("deletionTimestamp")) or status.get("phase") == "Terminating"
+
     async def read_secret(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
         """(decoded data, resourceVersion), or None when absent."""
         try:
@@ -252,7 +262,11 @@ class KubeApi:
                     "PATCH", f"{path}/{name}", body=patch, content_type=MERGE_PATCH
                 )
         except KubeApiError as exc:
-            log.warning("could not post event", reason=reason, error=exc.message)
+            # A namespace being deleted takes no new content: expected while it goes.
+            terminating = exc.code == 403 and "being terminated" in exc.message
+            (log.debug if terminating else log.warning)(
+                "could not post event", reason=reason, error=exc.message
+            )
 
 
 def _resource_version(obj: Body) -> str:

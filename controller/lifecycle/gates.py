@@ -131,6 +131,20 @@ def dependents_exist(alive: Iterable[tuple[str, str]]) -> Gate | None:
     )
 
 
+#: Why a drain cannot be called when something it needs is gone (not a handler's answer):
+#: a configFrom or handler-key Secret, the Block's App.
+INPUTS_GONE = frozenset({"SecretNotFound", "AppNotFound"})
+
+
+def drain_abandoned(reason: str | None, namespace_deleting: bool | None) -> bool:
+    """Whether a deleted entity goes without its drain: its namespace is being deleted, so
+    nothing can be created in it again, and something the drain needs is already gone (the
+    namespace's deletion took the Secret first). Retrying could never succeed and would keep
+    the namespace Terminating for ever. Anywhere else the drain is retried, as the missing
+    input can be created again; ``None`` (the namespace could not be read) retries too."""
+    return namespace_deleting is True and reason in INPUTS_GONE
+
+
 # -- writes ------------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from controller import metrics
 from controller.api.common import Condition, LifecycleStatus
 from controller.handlers.protocol import DrainRequest, HandlerRequest, SignalSpec, SyncRequest
 from controller.handlers.sdk import EntityKey
@@ -206,6 +207,8 @@ class LifecycleRuntime:
         if decided.action is Action.SYNC:
             decision, fields = await self._sync(key, body, ctx, obs, now)
         else:
+            if gone and await self._drain_abandoned(key, body, ctx):
+                return DONE
             decision, fields = await self._drain(key, body, ctx, obs, now)
         return outcome.sooner(await self.writer.apply(key, body, decision, ctx, fields))
 
@@ -374,6 +377,31 @@ class LifecycleRuntime:
         except HandlerError as exc:
             return engine.after_drain(obs, exc, now, self.rng), {}
         return engine.after_drain(obs, reply, now, self.rng), _status_fields(reply)
+
+    async def _drain_abandoned(self, key: Key, body: Body, ctx: Context) -> bool:
+        """Releases a deleted entity whose drain can never be called (gates.drain_abandoned):
+        logged and counted, as its namespace takes no Event any more."""
+        error = ctx.error
+        if error is None and ctx.app is not None:
+            try:
+                await self.inputs.app_config(ctx.app)
+            except HandlerError as exc:
+                error = exc
+        if error is None or error.reason not in gates.INPUTS_GONE:
+            return False
+        namespace_deleting = await self.api.namespace_deleting(key.namespace)
+        if not gates.drain_abandoned(error.reason, namespace_deleting):
+            return False
+        log.warning(
+            "released without drain",
+            entity=str(key),
+            why="its namespace is being deleted and what the drain needs is gone; what the "
+            "handler manages for it is left as it is",
+            missing=str(error),
+        )
+        metrics.DRAINS_ABANDONED.labels(key.kind).inc()
+        await self.writer.release(key, body, "NamespaceDeleted")
+        return True
 
     def _alive_dependents(self, key: Key) -> set[Key]:
         if key.kind == "App":

@@ -180,3 +180,21 @@ def test_sensitive_names_after_writes() -> None:
 )
 def test_changes(status: dict[str, Any], patch: dict[str, Any], changes: bool) -> None:
     assert gates.changes(status, patch) is changes
+
+
+@pytest.mark.parametrize(
+    ("reason", "namespace_deleting", "abandoned"),
+    [
+        ("SecretNotFound", True, True),  # the namespace's deletion took the Secret first
+        ("AppNotFound", True, True),
+        ("SecretNotFound", False, False),  # deleted by mistake: it can be made again
+        ("SecretNotFound", None, False),  # the namespace could not be read: keep trying
+        ("HandlerError", True, False),  # the handler answered: its answer stands
+        ("Timeout", True, False),
+        (None, True, False),
+    ],
+)
+def test_a_drain_is_abandoned_only_when_its_input_is_gone_for_good(
+    reason: str | None, namespace_deleting: bool | None, abandoned: bool
+) -> None:
+    assert gates.drain_abandoned(reason, namespace_deleting) is abandoned

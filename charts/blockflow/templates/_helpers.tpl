@@ -53,6 +53,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "list"]
+# Its own namespace's Namespace object, read when a drain cannot be called (is the namespace
+# being deleted?); a RoleBinding in that namespace grants it.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
 # The kubernetes.job built-in step.
 - apiGroups: ["batch"]
   resources: ["jobs"]
