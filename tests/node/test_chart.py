@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
 import pytest
 
-from tests.conftest import EXAMPLES_DIR, Kubectl, blockflow, eventually
+from tests.conftest import EXAMPLES_DIR, REPO, Kubectl, blockflow, eventually
 from tests.node.conftest import (
     CHART,
     IMAGE_REPOSITORY,
@@ -39,6 +41,8 @@ from tests.node.conftest import (
     python_job,
     toolbox,
 )
+from tests.support.doc_commands import commands_of, outcomes, plan, report, script
+from tests.support.doc_rules import CHART_RULES
 from tests.support.workflow_helpers import secret_value, step, wait_phase, wait_run, workflow
 
 LEASE_SECONDS = 5
@@ -52,7 +56,8 @@ class Release:
 
     @property
     def fullname(self) -> str:
-        return f"{self.name}-blockflow"
+        """As the chart's blockflow.fullname names it."""
+        return self.name if "blockflow" in self.name else f"{self.name}-blockflow"
 
     @property
     def selector(self) -> str:
@@ -70,15 +75,15 @@ def release(node_cluster: NodeCluster) -> Iterator[Release]:
     with helm_config(node_cluster, namespace) as config:
         installed = config.install(
             str(CHART),
-            "bf",
+            "blockflow",  # the release name the docs use: their commands run against it
             image_values(leaseSeconds=LEASE_SECONDS),
             namespace=namespace,
             wait="watcher",  # Helm 4's --wait: kstatus on every object of the release
             timeout=180,
         )
         assert installed["status"] == "deployed"
-        yield Release(config, "bf", namespace)
-        config.uninstall("bf", ignore_not_found=True)
+        yield Release(config, "blockflow", namespace)
+        config.uninstall("blockflow", ignore_not_found=True)
     drop_namespace(kubectl, namespace)
 
 
@@ -320,6 +325,28 @@ def test_the_job_step_runs_a_real_job_and_a_failing_job_fails_the_step(
         r"Job \S+ failed: Job has reached the specified backoff limit", error["message"]
     )
     assert error["retryable"] is False
+
+
+def test_the_operations_doc_s_commands_run_against_the_release(
+    node_cluster: NodeCluster, release: Release
+) -> None:
+    """docs/operations.md's troubleshooting commands, as written but for the namespace (the
+    release's, for `blockflow-system`): they find the Pods, probes, logs and registration."""
+    document = "docs/operations.md"
+    commands = commands_of((REPO / document).read_text(), document)
+    planned = plan(commands, CHART_RULES, local=[("blockflow-system", release.namespace)])
+    kubectl_dir = Path(node_cluster.kubectl.binary).parent
+    setup = f"export KUBECONFIG={node_cluster.kubeconfig} PATH={kubectl_dir}:$PATH"
+    done = subprocess.run(
+        ["bash", "-c", script(planned, REPO, setup=setup)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    results = outcomes(planned, done.stdout)
+    failed = [result for result in results if result.problems]
+    assert len(results) >= 5
+    assert not failed, f"{report(failed)}\n(stderr: {done.stderr[-2000:]})"
 
 
 def test_a_deleted_leader_and_an_upgrade_lose_no_waiting_run(

@@ -58,8 +58,8 @@ _NO_HELM = (
     "installs this chart with these values through the Helm library on a node that runs Pods"
 )
 _CHART_ONLY = (
-    "needs the chart installed in blockflow-system on a node: tests/node/test_chart.py installs "
-    "it and checks its Pods, probes, webhook registration and uninstall"
+    "needs the chart installed on a node: tests/node/test_chart.py runs it against its release "
+    "`blockflow` (CHART_RULES)"
 )
 _RECURSIVE = "runs the test suite this test is part of"
 _PORT = "the controller of `make demo` already listens on 8080: this one gets a free port"
@@ -256,4 +256,54 @@ RULES: tuple[Rule, ...] = (
             r"^kubectl wait .* -n tools",
         )
     ),
+)
+
+
+_TOKEN = next(r for r in RULES if r.file == "docs/operations.md" and "create token" in r.match)
+
+# docs/operations.md against the chart installed on a node (tests/node/test_chart.py: the release
+# `blockflow`, its namespace put for `blockflow-system` in every command).
+CHART_RULES: tuple[Rule, ...] = (
+    Rule("docs/operations.md", r"^docker (build|push)", _NO_HELM, skip=True),
+    Rule("docs/operations.md", r"^helm (install|upgrade)", _NO_HELM, skip=True),
+    Rule(
+        "docs/operations.md",
+        r"^kubectl get pods",
+        "the release's two replicas run",
+        expect=r"blockflow-\S+ +1/1 +Running",
+    ),
+    Rule(
+        "docs/operations.md",
+        r"^kubectl describe pods",
+        "what it is read for: probes",
+        expect=r"Readiness: +http-get",
+    ),
+    Rule(
+        "docs/operations.md",
+        r"^kubectl logs",
+        "what it is read for: the settings it started with",
+        expect=r"blockflow operator starting",
+    ),
+    Rule(
+        "docs/operations.md",
+        r"^kubectl get validatingwebhookconfigurations",
+        "the release's registration is listed",
+        expect=r"^blockflow-\S*blockflow-system",
+    ),
+    Rule(
+        "docs/operations.md",
+        r"^kubectl delete validatingwebhookconfiguration",
+        "it removes the registration the release's later tests rely on; the uninstall test "
+        "checks that nothing cluster-scoped is left",
+        skip=True,
+    ),
+    Rule(
+        "docs/operations.md",
+        r"^kubectl port-forward",
+        "it runs until stopped: stopped once it forwards (from a free local port: 8080 may be "
+        "taken on this machine)",
+        replace=(("8080:8080", "0:8080"),),
+        until=(r"Forwarding from 127\.0\.0\.1",),
+    ),
+    _TOKEN,
 )
