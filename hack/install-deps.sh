@@ -9,6 +9,8 @@
 #   chromium fonts-dejavu-core
 #                             the web page's tests drive Debian's Chromium with Playwright
 #                             (never `playwright install`); a font so text renders in screenshots
+#   curl procps zsh           the docs' commands (curl), the test that runs them (pgrep), the
+#                             CLI's zsh completion test
 # With --node, also what a local node that runs Pods needs (hack/control-plane.sh up --node):
 #   containerd runc containernetworking-plugins iptables conntrack
 #                             the container runtime, the Pod network (CNI bridge) and kube-proxy
@@ -31,7 +33,7 @@ have_binary() {
   [[ -x "$CACHE_BIN/$1" ]]
 }
 
-wanted=(openssl ca-certificates make postgresql chromium fonts-dejavu-core)
+wanted=(openssl ca-certificates make curl procps zsh postgresql chromium fonts-dejavu-core)
 have_binary etcd || wanted+=(etcd-server)
 build_tools=0
 have_binary kube-apiserver && have_binary kube-controller-manager || build_tools=1

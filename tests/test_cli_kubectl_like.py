@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -454,6 +455,43 @@ def test_bash_completion(kubectl: Kubectl, namespace: str) -> None:
     assert complete(kubectl, "blockflow run list -o y") == ["yaml"]
     assert complete(kubectl, f"blockflow run get -n {namespace} a") == ["alpha"]
     assert complete(kubectl, f"blockflow -n {namespace} approve ") == ["alpha", "beta"]
+
+
+def test_zsh_completion_loads_and_completes_through_bashcompinit(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    """zsh runs the bash function through bashcompinit, whose `_bash_complete` calls it with
+    ksh arrays and hands COMPREPLY to compadd (which filters by the typed prefix itself)."""
+    zsh = shutil.which("zsh")
+    assert zsh, "zsh is missing: hack/install-deps.sh installs it"
+    create_runs(kubectl, namespace, "alpha", "beta")
+    script = cli(kubectl, "completion", "zsh")
+    assert script.returncode == 0, script.stderr
+
+    def complete_zsh(line: str) -> list[str]:
+        words = line.split(" ")
+        probe = (
+            f"{script.stdout}\n"
+            'print -r -- "registered: ${_comps[blockflow]}"\n'
+            "setopt ksharrays\n"
+            f"COMP_WORDS=({' '.join(json.dumps(w) for w in words)}); COMP_CWORD={len(words) - 1}\n"
+            '_blockflow; print -rl -- "${COMPREPLY[@]}"\n'
+        )
+        env = {
+            **kubectl.env(),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        }
+        done = subprocess.run(
+            [zsh, "-f", "-c", probe], capture_output=True, text=True, env=env, check=False
+        )
+        assert done.returncode == 0 and not done.stderr, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0] == "registered: _bash_complete -F _blockflow"
+        return lines[1:]
+
+    verbs = complete_zsh("blockflow run l")
+    assert {"list", "ls", "logs"} <= set(verbs) and "approve" not in verbs
+    assert {"alpha", "beta"} <= set(complete_zsh(f"blockflow run get -n {namespace} a"))
 
 
 # -- the kubectl plugin ---------------------------------------------------------------------------

@@ -64,14 +64,15 @@ def bash_script(parser: argparse.ArgumentParser, command: str = "blockflow") -> 
     words, flags = _tree(parser)
     value_flags = flags.pop("\0value")
 
+    def key(path: str) -> str:
+        # Words joined by "/", unquoted: zsh keeps quotes in a subscript as part of the key.
+        return path.replace(" ", "/") or "."
+
     def table(name: str, entries: dict[str, list[str]]) -> str:
-        lines = [
-            f"    {name}[{shlex.quote(k or '.')}]={shlex.quote(' '.join(v))}"
-            for k, v in entries.items()
-        ]
+        lines = [f"    {name}[{key(k)}]={shlex.quote(' '.join(v))}" for k, v in entries.items()]
         return "\n".join(lines)
 
-    names = "\n".join(f"    _blockflow_names[{shlex.quote(k)}]={v}" for k, v in NAMES.items())
+    names = "\n".join(f"    _blockflow_names[{key(k)}]={v}" for k, v in NAMES.items())
     value_pattern = "|".join(value_flags)
     return f"""# {command} completion for bash (and zsh through bashcompinit)
 # Load it: source <({command} completion bash)
@@ -86,7 +87,7 @@ _blockflow_init() {{
 _blockflow_init
 
 _blockflow() {{
-    local cur prev word path="" i skip=0
+    local cur prev word cmdpath="" i skip=0
     local -a scope=()
     cur="${{COMP_WORDS[COMP_CWORD]}}"
     prev=""
@@ -116,20 +117,20 @@ _blockflow() {{
             {value_pattern}) skip=1; continue ;;
             -*) continue ;;
         esac
-        if [[ -n "${{_blockflow_words[${{path:-.}}]}}" && \\
-              " ${{_blockflow_words[${{path:-.}}]}} " == *" $word "* ]]; then
-            path="${{path:+$path }}$word"
+        if [[ -n "${{_blockflow_words[${{cmdpath:-.}}]}}" && \\
+              " ${{_blockflow_words[${{cmdpath:-.}}]}} " == *" $word "* ]]; then
+            cmdpath="${{cmdpath:+$cmdpath/}}$word"
         fi
     done
     if [[ "$cur" == -* ]]; then
-        COMPREPLY=($(compgen -W "${{_blockflow_flags[${{path:-.}}]}}" -- "$cur"))
+        COMPREPLY=($(compgen -W "${{_blockflow_flags[${{cmdpath:-.}}]}}" -- "$cur"))
         return 0
     fi
-    if [[ -n "${{_blockflow_words[${{path:-.}}]}}" ]]; then
-        COMPREPLY=($(compgen -W "${{_blockflow_words[${{path:-.}}]}}" -- "$cur"))
+    if [[ -n "${{_blockflow_words[${{cmdpath:-.}}]}}" ]]; then
+        COMPREPLY=($(compgen -W "${{_blockflow_words[${{cmdpath:-.}}]}}" -- "$cur"))
         return 0
     fi
-    local kind="${{_blockflow_names[$path]}}"
+    local kind="${{_blockflow_names[$cmdpath]}}"
     if [[ -n "$kind" ]]; then
         COMPREPLY=($(compgen -W "$("${{COMP_WORDS[0]}}" "$kind" list -o name "${{scope[@]}}" \\
             2>/dev/null | sed 's|^[^/]*/||')" -- "$cur"))
