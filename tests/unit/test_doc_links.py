@@ -38,7 +38,7 @@ def test_relative_links_lead_to_files_and_headings_of_the_checkout(document: Pat
             continue
         target, _, anchor = link.partition("#")
         path = (document.parent / target).resolve() if target else document
-        if not path.exists() or REPO not in path.parents and path != REPO:
+        if not path.exists() or (REPO not in path.parents and path != REPO):
             broken.append(f"{link}: no {path.relative_to(REPO) if REPO in path.parents else path}")
             continue
         if anchor and path.suffix == ".md" and anchor not in _anchors(path.read_text()):
