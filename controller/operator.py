@@ -123,6 +123,11 @@ def _notifying(
 
 
 LIFECYCLE_KINDS = ("App", "Block")
+STANDBY_NOTICE = (
+    "This replica is standing by: another one holds the leader lease and watches the objects, "
+    "so run lists here are empty and pages do not update live. The chart's Service sends you "
+    "to the leader; a port-forward to a Pod may reach this one."
+)
 
 
 def build_registry(
@@ -260,6 +265,7 @@ async def run_operator(
                 else None
             )
             workflows.not_ready_because = "standing by: another replica holds the lease"
+            feed.notice = STANDBY_NOTICE
             if pod is not None:
                 await pod.set(False)  # a restarted leader's Pod still has the mark
                 workflows.standby_ready = True
@@ -271,6 +277,7 @@ async def run_operator(
                 return
             workflows.standby_ready = False
             workflows.not_ready_because = "listing workflows and runs"
+            feed.notice = None
             if pod is not None:
                 await pod.set(True)
         serving = asyncio.create_task(_serve(api, config, events, runtime, workflows))

@@ -7,7 +7,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from tests.conftest import ControllerProcess, Kubectl, eventually
+from tests.conftest import Cluster, ControllerProcess, Kubectl, eventually
 from tests.support.workflow_helpers import (
     get_run,
     http,
@@ -22,6 +22,14 @@ from tests.support.workflow_helpers import (
 LEASE_SECONDS = 3
 
 
+def runs_page(controller: ControllerProcess, namespace: str, token: str) -> str:
+    """The replica's run list page, for someone signed in with ``token``."""
+    url = f"http://127.0.0.1:{controller.port}/ui/namespaces/{namespace}/runs"
+    status, page = http("GET", url, headers={"Authorization": f"Bearer {token}"})
+    assert status == 200 and isinstance(page, str), (status, page)
+    return page
+
+
 def scrape(controller: ControllerProcess) -> str:
     """The replica's /metrics (served by standbys too)."""
     text = http("GET", f"http://127.0.0.1:{controller.port}/metrics")[1]
@@ -30,7 +38,10 @@ def scrape(controller: ControllerProcess) -> str:
 
 
 def test_the_standby_takes_over_from_a_killed_leader_and_no_run_is_lost(
-    kubectl: Kubectl, namespace: str, run_controller: Callable[..., ControllerProcess]
+    cluster: Cluster,
+    kubectl: Kubectl,
+    namespace: str,
+    run_controller: Callable[..., ControllerProcess],
 ) -> None:
     env = {
         "BLOCKFLOW_LEADER_ELECTION": "true",
@@ -46,6 +57,13 @@ def test_the_standby_takes_over_from_a_killed_leader_and_no_run_is_lost(
     lease_metric = f'leader_election_master_status{{name="{env["BLOCKFLOW_LEASE_NAME"]}"}}'
     assert f"{lease_metric} 1.0" in scrape(leader)
     assert f"{lease_metric} 0.0" in scrape(standby)
+    # Its web page says why its run lists are empty, not just shows them empty.
+    if cluster.plane is not None:
+        state = cluster.plane.load_state()
+        assert state is not None
+        token = state.admin_token
+        assert "This replica is standing by" in runs_page(standby, namespace, token)
+        assert "standing by" not in runs_page(leader, namespace, token)
 
     kubectl.apply(
         namespace,
@@ -72,6 +90,8 @@ def test_the_standby_takes_over_from_a_killed_leader_and_no_run_is_lost(
     took_over = time.monotonic() - killed
     assert took_over < 3 * LEASE_SECONDS + 5, took_over
     assert f"{lease_metric} 1.0" in scrape(standby)
+    if cluster.plane is not None:
+        assert "standing by" not in runs_page(standby, namespace, token)
 
     key = secret_value(kubectl, namespace, "ha-workflow-signals", "hookKey")
     hook = f"http://127.0.0.1:{standby.port}/hooks/go"

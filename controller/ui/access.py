@@ -160,4 +160,5 @@ class Reads(SessionPages):
             csrf=session.csrf,
             crumbs=crumbs,
             live=live,
+            notice=self.feed.notice,
         )

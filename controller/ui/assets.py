@@ -182,6 +182,9 @@ button:disabled { opacity: 0.55; cursor: progress; }
   margin: 0 0 1rem; padding: 0.75rem 1rem; border-radius: 8px; border: 1px solid var(--bad);
   background: var(--bad-bg); color: var(--bad-ink); overflow-wrap: anywhere;
 }
+.alert.notice {
+  margin: 0.75rem 1rem 0; border-color: var(--warn); background: var(--warn-bg); color: var(--warn);
+}
 .refusal { color: var(--bad); margin-top: 0.25rem; max-width: 36rem; }
 .run-reason { color: var(--bad); margin-top: 0.2rem; max-width: 28rem; overflow-wrap: anywhere; }
 .approval-message {

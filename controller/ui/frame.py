@@ -117,6 +117,8 @@ class Frame:
     #: The page's own URL, when the view is a form's answer shown at the form's POST address
     #: (the script goes there after another action instead of re-fetching this one).
     canonical: str | None = None
+    #: Shown above every view: why this replica's lists are empty (a standby), or None.
+    notice: str | None = None
 
 
 def document(frame: Frame, view: Safe) -> str:
@@ -156,6 +158,9 @@ def document(frame: Frame, view: Safe) -> str:
                 class_="top",
             ),
             el("div", id="flash", class_="flash", hidden=True, role="status"),
+            el("div", frame.notice, class_="alert notice", role="status")
+            if frame.notice
+            else raw(""),
             el("div", view, id="view", data_live=frame.live, data_href=frame.canonical),
             el("footer", live, el("span", "·"), el("span", f"Blockflow {__version__}")),
             el("script", raw(JS)),

@@ -40,6 +40,9 @@ class ChangeFeed:
         self.events = 0
         #: Every watched run, summarized: what the run lists page through.
         self.runs = RunIndex()
+        #: Why this replica's lists are empty, shown on every page (a standby: the leader has
+        #: the watches); None while it serves.
+        self.notice: str | None = None
 
     # -- fed by the watches ------------------------------------------------------------------
 
