@@ -178,6 +178,7 @@ def test_trigger_creates_an_owned_labelled_run_with_the_input(
         assert run["spec"]["workflowRef"] == {"name": "wf"}
         assert run["spec"]["input"] == expected
         assert run["metadata"]["labels"][WORKFLOW_LABEL] == "wf"
+        assert run["metadata"]["labels"]["blockflow.dev/trigger"] == "manual"
         [owner] = run["metadata"]["ownerReferences"]
         assert (owner["kind"], owner["name"], owner["uid"]) == (
             "Workflow",

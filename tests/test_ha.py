@@ -82,6 +82,9 @@ def test_the_standby_takes_over_from_a_killed_leader_and_no_run_is_lost(
     url = secret_value(kubectl, namespace, "ha-workflow-signals", "triggerCallbackUrl")
     name = http("POST", url, {})[1]["run"]
     wait_run(kubectl, namespace, name, "waiting")
+    assert get_run(kubectl, namespace, name)["metadata"]["labels"]["blockflow.dev/trigger"] == (
+        "webhook"
+    )
 
     leader.proc.send_signal(signal.SIGKILL)
     leader.proc.wait(timeout=10)

@@ -133,7 +133,12 @@ def _cmd_trigger(args: argparse.Namespace) -> int:
         if wrong is not None:  # the same check the controller makes, before any run exists
             raise CliError(f"cannot trigger: --input: {wrong}")
         body = new_run_body(
-            namespace, name, workflow["metadata"]["uid"], datetime.now(UTC), input_=input_
+            namespace,
+            name,
+            workflow["metadata"]["uid"],
+            datetime.now(UTC),
+            input_=input_,
+            trigger="manual",
         )
         created = client.request("POST", _run_path(namespace), body=body)
         run = str(created["metadata"]["name"])

@@ -173,7 +173,17 @@ def _started_by(namespace: str, run: RunView) -> Safe:
         return el("span", "event ", el("code", run.event), " from ", el("code", run.event_source))
     if run.triggered_by:
         return el("span", el("b", run.triggered_by), " on this page", id="triggered-by")
-    return el("span", "not recorded (a webhook, a schedule, or by hand)", class_="muted")
+    if run.trigger in _TRIGGERS:
+        return el("span", _TRIGGERS[run.trigger], id="trigger")
+    return el("span", "not recorded (made by hand, e.g. kubectl apply)", class_="muted")
+
+
+_TRIGGERS = {
+    "webhook": "its workflow's webhook",
+    "schedule": "its workflow's schedule",
+    "block": "its workflow's trigger block (the App's handler)",
+    "manual": "by hand (blockflow workflow trigger, or the page)",
+}
 
 
 def _related(namespace: str, related: Sequence[RunSummary] | None, now: datetime) -> Safe | None:

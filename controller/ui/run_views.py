@@ -18,6 +18,7 @@ from controller.times import parse_time
 from controller.ui.approval_text import approval_message, is_approval, snapshot_steps
 from controller.ui.redact import as_json
 from controller.ui.run_index import FINAL, PARENT, PARENT_STEP, TRIGGERED_BY, origin_of
+from controller.workflows.naming import TRIGGER_LABEL
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -95,6 +96,8 @@ class RunView:
     parent_step: str | None = None
     #: Who started it on the web page.
     triggered_by: str | None = None
+    #: The label blockflow.dev/trigger: event, webhook, schedule, block, workflow or manual.
+    trigger: str | None = None
     #: The run's input (the event) and output, as JSON text with sensitive values hidden.
     input: str | None = None
     output: str | None = None
@@ -181,7 +184,7 @@ def run_view(run: Body, now: datetime) -> RunView:
     started = parse_time(status.get("startedAt"))
     finished = parse_time(status.get("finishedAt"))
     version = status.get("workflowVersion")
-    annotations = _dict(meta.get("annotations"))
+    annotations, labels = _dict(meta.get("annotations")), _dict(meta.get("labels"))
     origin, event = origin_of(str(meta.get("namespace") or ""), spec.get("input"))
     input_ = spec.get("input")
     return RunView(
@@ -209,6 +212,7 @@ def run_view(run: Body, now: datetime) -> RunView:
         parent=str(annotations[PARENT]) if annotations.get(PARENT) else None,
         parent_step=str(annotations[PARENT_STEP]) if annotations.get(PARENT_STEP) else None,
         triggered_by=str(annotations[TRIGGERED_BY]) if annotations.get(TRIGGERED_BY) else None,
+        trigger=str(labels[TRIGGER_LABEL]) if labels.get(TRIGGER_LABEL) else None,
         input=_shown(input_),
         output=_shown(status.get("output")),
     )

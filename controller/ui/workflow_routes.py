@@ -128,7 +128,12 @@ class WorkflowRoutes(Actions):
         if why is not None:
             raise ValueError(f"cannot trigger: {why}")
         body = new_run_body(
-            namespace, name, workflow["metadata"]["uid"], datetime.now(UTC), input_=input_
+            namespace,
+            name,
+            workflow["metadata"]["uid"],
+            datetime.now(UTC),
+            input_=input_,
+            trigger="manual",
         )
         body["metadata"]["annotations"] = {TRIGGERED_BY: session.identity.username}
         created = await self.client.request(

@@ -3,8 +3,9 @@ controller, the triggers and the CLI).
 
 - A WorkflowRun is called ``<workflow>-<UTC yyyymmdd-hhmmss><ms>-<suffix>`` so that
   ``kubectl get wfr`` lists a workflow's runs in the order they started.
-- Runs carry ``blockflow.dev/workflow`` (the workflow's name) and, when an event
-  started them, ``blockflow.dev/event-key`` (a hash of the event's source and id:
+- Runs carry ``blockflow.dev/workflow`` (the workflow's name), ``blockflow.dev/trigger``
+  (what started them: event, webhook, schedule, block, workflow or manual) and, when an
+  event started them, ``blockflow.dev/event-key`` (a hash of the event's source and id:
   the dedupe key).
 - A workflow's sensitive signals (``triggerCallbackUrl``, ``hookKey``) live in the
   Secret ``<workflow>-workflow-signals``.
@@ -20,6 +21,7 @@ from typing import Any
 
 WORKFLOW_LABEL = "blockflow.dev/workflow"
 EVENT_KEY_LABEL = "blockflow.dev/event-key"
+TRIGGER_LABEL = "blockflow.dev/trigger"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "blockflow"}
 TRIGGER_URL_SIGNAL = "triggerCallbackUrl"
 HOOK_KEY_SIGNAL = "hookKey"
@@ -57,8 +59,12 @@ def label_value(value: str) -> str:
     return value[:52] + "-" + hashlib.sha256(value.encode()).hexdigest()[:10]
 
 
-def run_labels(workflow: str, event_key: str | None = None) -> dict[str, str]:
+def run_labels(
+    workflow: str, event_key: str | None = None, trigger: str | None = None
+) -> dict[str, str]:
     labels = {**MANAGED_BY, WORKFLOW_LABEL: label_value(workflow)}
+    if trigger:
+        labels[TRIGGER_LABEL] = trigger
     if event_key:
         labels[EVENT_KEY_LABEL] = event_key
     return labels
@@ -80,6 +86,7 @@ def new_run_body(
     event_key_: str | None = None,
     suffix: str | None = None,
     name: str | None = None,
+    trigger: str | None = None,
 ) -> dict[str, Any]:
     """The WorkflowRun to create for one execution, owned by its Workflow (GC on delete)."""
     spec: dict[str, Any] = {"workflowRef": {"name": workflow}, "input": input_}
@@ -91,7 +98,7 @@ def new_run_body(
         "metadata": {
             "name": name or run_name(workflow, when, suffix),
             "namespace": namespace,
-            "labels": run_labels(workflow, event_key_),
+            "labels": run_labels(workflow, event_key_, trigger),
             "ownerReferences": [
                 {
                     "apiVersion": "blockflow.dev/v1alpha1",

@@ -273,6 +273,7 @@ class Triggers:
                 workflow_version=version or activation.get("version"),
                 event_key_=dedupe,
                 name=name,
+                trigger=trigger,
             )
             if parent is not None:
                 body["metadata"]["labels"][PARENT_LABEL] = label_value(parent.parent_name)

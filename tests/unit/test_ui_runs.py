@@ -9,6 +9,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from controller.ui import (
     pages,
     run_page,
@@ -345,6 +347,28 @@ def test_a_run_that_failed_before_starting_says_why() -> None:
     index.observe(body, None)
     listed = runs_page.runs_table("ns", index.page("ns", RunFilter()).runs, NOW)
     assert "Workflow onboarding is not active (phase Draft)" in listed
+
+
+@pytest.mark.parametrize(
+    ("label", "shown"),
+    [
+        ("webhook", "its workflow's webhook"),
+        ("schedule", "its workflow's schedule"),
+        ("manual", "by hand (blockflow workflow trigger, or the page)"),
+        (None, "not recorded (made by hand, e.g. kubectl apply)"),
+    ],
+)
+def test_a_run_says_what_started_it(label: str | None, shown: str) -> None:
+    body = run("r1", "completed", [])
+    if label:
+        body["metadata"].setdefault("labels", {})["blockflow.dev/trigger"] = label
+    view = run_views.run_view(body, NOW)
+    controls = run_page.RunControls("c", may_decide=False, may_stop=False)
+    html = run_page.run_view(
+        "ns", view, NOW, controls=controls, approvals=None, related=None, events="no events"
+    )
+    started = html.split("Started by", 1)[1][:300]
+    assert shown.replace("'", "&#x27;") in started, started
 
 
 def test_a_waiting_approval_offers_decisions_only_to_who_may_decide() -> None:
