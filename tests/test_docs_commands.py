@@ -143,24 +143,30 @@ def demo(
             time.sleep(0.5)
         yield Demo(ports, env, log, proc, local)
     finally:
-        # The namespaces first, while the demo's controller runs: it drains what it finalizes.
-        created = sorted(_names(kubectl, "namespaces") - namespaces)
-        for name in created:
-            kubectl.run("delete", "namespace", name, "--wait=false", "--ignore-not-found")
-        for name in created:
-            kubectl.run("wait", "--for=delete", f"namespace/{name}", "--timeout=120s", timeout=130)
-        # Then Ctrl-C, as the README says: make's trap stops the CRM and the OAuth provider.
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        for name in sorted(_names(kubectl, "validatingwebhookconfigurations") - webhooks):
-            kubectl.run("delete", "validatingwebhookconfiguration", name, "--ignore-not-found")
-        for path in sorted(_untracked() - untracked):
-            (REPO / path).unlink(missing_ok=True)
+        try:
+            # The namespaces first, while the demo's controller runs: it drains what it
+            # finalizes.
+            created = sorted(_names(kubectl, "namespaces") - namespaces)
+            for name in created:
+                kubectl.run("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+            for name in created:
+                kubectl.run(
+                    "wait", "--for=delete", f"namespace/{name}", "--timeout=120s", timeout=130
+                )
+        finally:
+            # Then Ctrl-C, as the README says: make's trap stops the CRM and the OAuth
+            # provider; a demo left running would act on every later test's namespace.
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            for name in sorted(_names(kubectl, "validatingwebhookconfigurations") - webhooks):
+                kubectl.run("delete", "validatingwebhookconfiguration", name, "--ignore-not-found")
+            for path in sorted(_untracked() - untracked):
+                (REPO / path).unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("document", DOCUMENTS)

@@ -246,8 +246,8 @@ RULES: tuple[Rule, ...] = (
         Rule(
             "examples/http-handler/README.md",
             pattern,
-            "the handler runs as a Pod: tests/node/test_chart.py applies these two files on a "
-            "node and waits for the App and its Blocks to be Ready",
+            "the handler runs as a Pod: tests/node/test_chart.py runs it on a node against the "
+            "chart's controller (CHART_RULES)",
             skip=True,
         )
         for pattern in (
@@ -261,9 +261,21 @@ RULES: tuple[Rule, ...] = (
 
 _TOKEN = next(r for r in RULES if r.file == "docs/operations.md" and "create token" in r.match)
 
-# docs/operations.md against the chart installed on a node (tests/node/test_chart.py: the release
-# `blockflow`, its namespace put for `blockflow-system` in every command).
+_LOCAL = "runs on this machine, not in the cluster: tests/test_docs_commands.py runs it"
+
+# docs/operations.md and the http-handler example against the chart installed on a node
+# (tests/node/test_chart.py: the release `blockflow`, its namespace put for `blockflow-system`).
+CHART_DOCUMENTS = ("docs/operations.md", "examples/http-handler/README.md")
 CHART_RULES: tuple[Rule, ...] = (
+    Rule("examples/http-handler/README.md", r"^head -c 32", _LOCAL, skip=True),
+    Rule("examples/http-handler/README.md", r"server\.py --port 8081", _LOCAL, skip=True),
+    Rule("examples/http-handler/README.md", r"^curl -s http://127", _LOCAL, skip=True),
+    Rule(
+        "examples/http-handler/README.md",
+        r"^make image image-handler",
+        ".ci/run builds both images and loads them into the node (its step images)",
+        skip=True,
+    ),
     Rule("docs/operations.md", r"^docker (build|push)", _NO_HELM, skip=True),
     Rule("docs/operations.md", r"^helm (install|upgrade)", _NO_HELM, skip=True),
     Rule(
