@@ -293,8 +293,8 @@ CHART_RULES: tuple[Rule, ...] = (
     Rule(
         "docs/operations.md",
         r"^kubectl logs",
-        "what it is read for: the settings it started with",
-        expect=r"blockflow operator starting",
+        "what it is read for: how the replica started (the leader's or a standby's)",
+        expect=r"http server listening",
     ),
     Rule(
         "docs/operations.md",
