@@ -23,6 +23,9 @@ same (noisy) machine a minute earlier:
 7. fan-out: one run of a forEach step over 1,000 items — time to complete, writes to the run
    per item, the run object's largest size.
 
+With ``BENCH_PROFILE=<file>`` (and py-spy on PATH or in ``$PY_SPY``) the controller is
+sampled during phase 4, collapsed stacks written to the file.
+
 It prints Markdown tables and writes ``bench/results/workflows-<timestamp>.json``. It never
 fails on timing: the exit status is non-zero only when something is broken (runs never
 finish, the controller died, the API server or the webhook refused a request).
@@ -41,8 +44,10 @@ import math
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -325,6 +330,26 @@ def parse_metrics(text: str, prefix: str = "blockflow_") -> dict[str, float]:
 
 
 # -- watching runs ---------------------------------------------------------------------------
+
+
+def start_profiler(pid: int) -> subprocess.Popen[bytes] | None:
+    """With BENCH_PROFILE=<file>, py-spy samples the controller during the throughput phase
+    (collapsed stacks; py-spy from $PY_SPY or PATH, not a project dependency)."""
+    out = os.environ.get("BENCH_PROFILE")
+    if not out:
+        return None
+    spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
+    if spy is None:
+        raise BenchError("BENCH_PROFILE is set but py-spy is not found ($PY_SPY or PATH)")
+    command = [spy, "record", "-p", str(pid), "-o", out, "--format", "raw", "-r", "200"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(timeout=60)
+        print(f"profile written to {os.environ.get('BENCH_PROFILE')}", flush=True)
 
 
 @dataclass
@@ -889,11 +914,13 @@ class Bench:
         wf_before = await self.kube.get_json(workflows_path(controller.namespace, THREE))
         controller.start_sampling()
         meter.start()
+        profiler = start_profiler(controller.pid)
         started = time.perf_counter()
         create_s = await self.create_runs(names, THREE)
         all_done = await watch.wait_until(lambda: watch.done["tp"] >= n, self.timeout)
         elapsed = time.perf_counter() - started
         cpu = meter.stop()
+        stop_profiler(profiler)
         if not all_done:
             controller.check_alive()
             raise BenchError(

@@ -242,13 +242,9 @@ async def run_operator(
             config.http_host,
             config.http_port,
         )
-        listening = f"http://{config.http_host}:{bound_port(server)}"
-        log.info(
-            "http server listening",
-            url=listening,
-            port=bound_port(server),
-            page=f"{config.public_url or listening}/ui/",
-        )
+        # The URL handed out (the public one), else where it listens (with the port it bound).
+        url = config.public_url or f"http://{config.http_host}:{bound_port(server)}"
+        log.info("http server listening", url=url, port=bound_port(server), page=f"{url}/ui/")
         keeper: asyncio.Task[None] | None = None
         elector: LeaderElector | None = None
         if config.leader_election:

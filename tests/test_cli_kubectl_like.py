@@ -519,7 +519,9 @@ def test_kubectl_plugin_from_the_control_planes_env(
     # What the docs print: eval the env, then kubectl blockflow with kubectl's flags after it.
     script = (
         'eval "$(hack/control-plane.sh env)"\n'
-        "command -v blockflow >/dev/null && { echo 'blockflow on PATH'; exit 9; }\n"
+        # blockflow itself is the checkout's, through hack/plugins, not .venv/bin on PATH.
+        '[[ "$(command -v blockflow)" == */hack/plugins/blockflow ]] || exit 9\n'
+        "blockflow --version >/dev/null || exit 8\n"
         f'kubectl blockflow --kubeconfig "$KUBECONFIG" --context {context} -n {namespace} '
         "run list\n"
         f"kubectl blockflow run get r1 -n {namespace} -o name\n"
