@@ -143,7 +143,8 @@ class RunRuntime:
         #: Called after each status write of a run (a seam for fault-injection tests).
         self.on_write = on_write
         self._own_writes: dict[Key, list[str]] = {}
-        #: Runs with calls in flight: the body last written (dropped on any other change).
+        #: The newest version known of a run about to be reconciled: the body last written
+        #: while its calls are in flight, or one just seen that needs acting on at once.
         self._latest: dict[Key, Body] = {}
 
     @property
@@ -175,7 +176,7 @@ class RunRuntime:
             else:
                 del self._own_writes[key]
             return
-        self._latest.pop(key, None)  # changed by someone else: read it again
+        self._latest.pop(key, None)  # changed by someone else: not what we last wrote
         if self.index.is_older(key, body):
             # Older than our own write, already indexed and planned (its echo is skipped
             # above): indexing it would put back a state the run has left, for good.
@@ -184,6 +185,12 @@ class RunRuntime:
         self.children.wake_parent(key, entry)
         outcome = self._plan(body)
         if outcome.requeue_after is not None:
+            if outcome.requeue_after <= 0:
+                # To act on at once: the reconcile starts from this version instead of
+                # reading it again (one GET less per new run). Only then: a run waiting
+                # hours keeps no copy. Outdated by then, its first write is a 409 and the
+                # run is read again.
+                self._latest[key] = body
             self.controller.add_after(key, outcome.requeue_after)
 
     def _plan(self, body: Body) -> Outcome:
