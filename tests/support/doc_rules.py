@@ -40,6 +40,12 @@ __waiting() {  # the one run of workflow $1 that waits (at its approval step), o
   printf '%s\\n' "$name"
 }
 __deal() {  # a won deal $1 (Deal.won): a run of onboarding that waits for its approval
+  local phase deadline=$((SECONDS + 60))  # once onboarding takes events (just re-activated?)
+  until phase=$(kubectl get workflows.blockflow.dev onboarding -n blockflow-demo \
+      -o jsonpath='{.status.phase}') && [[ $phase == Activated || $phase == Triggered ]]; do
+    (( SECONDS < deadline )) || { echo "onboarding is $phase, not active" >&2; return 1; }
+    sleep 0.3
+  done
   command curl -sf http://127.0.0.1:8080/events/blockflow-demo \\
     -H 'Authorization: Bearer demo-events-token' \\
     -H 'Content-Type: application/cloudevents+json' \\
