@@ -157,6 +157,7 @@ def test_stop_pause_activate_and_sync_need_the_rights_and_do_what_the_cli_does(
     expect(viewer.locator("#stop-run")).to_have_count(0)
     for path, form in (
         (("runs", "onboard-stop", "stop"), {}),
+        (("runs", "onboard-stop", "delete"), {"confirm": "yes"}),
         (("workflows", "ledger-sync", "pause"), {}),
         (("workflows", "onboarding", "trigger"), {"input": "{}"}),
         (("apps", "crm", "sync"), {}),
@@ -253,6 +254,16 @@ def test_pause_resume_and_retry_a_run_from_its_page(
     )
     (retry,) = retried["status"]["retries"]
     assert retry["by"] == stage.approver.username and retry["previousState"] == "cancelled"
+
+    # Delete, as `blockflow run delete`: only an ended run, only once confirmed.
+    expect(page.locator("#delete-run")).to_have_count(0)  # waiting: stop it first
+    page.locator("#stop-run").get_by_role("button", name="Stop run").click()
+    expect(page.locator("#run-state")).to_have_text("cancelled")
+    page.locator("#delete-run-confirm").check()
+    page.locator("#delete-run").get_by_role("button", name="Delete run").click()
+    page.wait_for_url(f"**/ui/namespaces/{a}/runs")
+    gone = ("get", "workflowruns.blockflow.dev", "onboard-again", "-n", a)
+    eventually(lambda: kubectl.run(*gone, check=False).returncode != 0, what="the run deleted")
 
 
 def test_a_live_refresh_waits_for_whoever_types_and_keeps_what_they_typed(

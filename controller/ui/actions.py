@@ -24,6 +24,7 @@ from controller.ui import frame as layout
 from controller.ui.access import Reads
 from controller.ui.approvals import ApprovalError
 from controller.ui.auth import Access, ReviewUnavailable
+from controller.ui.run_index import FINAL
 from controller.ui.sessions import (
     _NAMESPACE,
     _NOT_FOUND,
@@ -177,6 +178,41 @@ class Actions(Reads):
 
         access = Access("patch", "workflowruns", namespace, run)
         return await self._act(request, access, change, layout.run_path(namespace, run))
+
+    async def _run_delete(self, request: web.Request) -> web.StreamResponse:
+        """Delete an ended run (as `blockflow run delete`), once confirmed; a run that has not
+        ended is refused: stop it first."""
+        try:
+            namespace, run = self._names(request, "run")
+        except _Stop as stop:
+            return self._error(request, stop)
+        path = _path("workflowruns", namespace, run)
+        what = f"workflowrun {run} in {namespace}"
+
+        async def change(session: Session, form: Form) -> str:
+            if form.get("confirm") != "yes":
+                raise _Stop(400, "Not deleted", "Deleting drops the run's history: tick the box.")
+            try:
+                body = await self.client.request("GET", path)
+                state = (body.get("status") or {}).get("state")
+                if state not in FINAL:
+                    raise _Stop(
+                        409,
+                        "Not deleted",
+                        f"{what} is {state or 'not started'}: stop it first, then delete it.",
+                    )
+                await self.client.request(
+                    "DELETE",
+                    path,
+                    body={"preconditions": {"uid": body["metadata"]["uid"]}},
+                )
+            except KubeApiError as exc:
+                raise _api_failed(exc, what) from None
+            log.info("ui: run deleted", namespace=namespace, run=run, user=_who(session))
+            return f"Deleted: run {run}."
+
+        access = Access("delete", "workflowruns", namespace, run)
+        return await self._act(request, access, change, layout.ns_path(namespace, "runs"))
 
     async def _run_patch(
         self, verb: str, path: str, what: str, session: Session

@@ -9,7 +9,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from controller.ui.actions_html import action_button
-from controller.ui.frame import _main, chip, run_path, scroll, tabs, tone, when, workflow_path
+from controller.ui.frame import (
+    _main,
+    chip,
+    ns_path,
+    run_path,
+    scroll,
+    tabs,
+    tone,
+    when,
+    workflow_path,
+)
 from controller.ui.html import Safe, el, join
 from controller.ui.run_index import RunSummary
 from controller.ui.run_views import EventView, RunView, StepView
@@ -23,6 +33,7 @@ class RunControls:
     csrf: str | None
     may_decide: bool
     may_stop: bool
+    may_delete: bool = False
 
 
 def decision_forms(
@@ -123,6 +134,23 @@ def _step_item(namespace: str, run: RunView, step: StepView, now: datetime, c: R
         class_=tone(step.state),
         id=f"step-{step.name}",
         data_state=step.state,
+    )
+
+
+def _delete_button(namespace: str, run: RunView, controls: RunControls) -> Safe | None:
+    """Delete, once the run ended (as `blockflow run delete`; a running run is stopped first,
+    so nothing it started is left behind unnoticed)."""
+    if not run.final:
+        return None
+    return action_button(
+        f"{run_path(namespace, run.name)}/delete",
+        "Delete run",
+        controls.csrf,
+        ns_path(namespace, "runs"),
+        class_="danger",
+        confirm="delete it and its history",
+        asynchronous=False,
+        id_="delete-run",
     )
 
 
@@ -304,7 +332,12 @@ def run_view(
         el("dd", duration_text(run.duration) or "—"),
         class_="facts",
     )
-    stop = _run_actions(namespace, run, controls) if controls.may_stop else None
+    stop = join(
+        [
+            _run_actions(namespace, run, controls) if controls.may_stop else None,
+            _delete_button(namespace, run, controls) if controls.may_delete else None,
+        ]
+    )
     if items:
         timeline: Safe = el("ol", *items, class_="timeline")
     elif run.error:

@@ -77,6 +77,7 @@ class Page(WorkflowRoutes):
         router.add_get(ns + "/runs/{run}", self._view(self._run))
         router.add_post(ns + "/runs/{run}/{decision:approve|reject}", self._decide)
         router.add_post(ns + "/runs/{run}/{verb:stop|pause|resume|retry}", self._run_verb)
+        router.add_post(ns + "/runs/{run}/delete", self._run_delete)
         app.on_shutdown.append(self._shutdown)
 
     # -- views -----------------------------------------------------------------------------
@@ -230,11 +231,12 @@ class Page(WorkflowRoutes):
 
     async def _run(self, request: web.Request, session: Session) -> tuple[layout.Frame, Safe]:
         namespace, name = self._names(request, "run")
-        kinds, may_get, may_decide, may_stop = await asyncio.gather(
+        kinds, may_get, may_decide, may_stop, may_delete = await asyncio.gather(
             self._kinds(session, namespace),
             self._may(session, Access("get", "workflowruns", namespace, name)),
             self._may(session, Access("update", "workflowruns", namespace, name)),
             self._may(session, Access("patch", "workflowruns", namespace, name)),
+            self._may(session, Access("delete", "workflowruns", namespace, name)),
         )
         if not may_get:
             raise _forbidden(f"get workflowrun {name} in namespace {namespace}")
@@ -254,7 +256,7 @@ class Page(WorkflowRoutes):
             namespace,
             run,
             now,
-            controls=run_page.RunControls(session.csrf, may_decide, may_stop),
+            controls=run_page.RunControls(session.csrf, may_decide, may_stop, may_delete),
             approvals=self._pending(kinds, namespace),
             related=related,
             events=events if isinstance(events, str) else run_views.event_views(events),

@@ -60,7 +60,11 @@ READ = {
 DECIDE = {"apiGroups": ["blockflow.dev"], "resources": ["workflowruns"], "verbs": ["update"]}
 #: What the page's other actions need (trigger, stop, activate / pause, sync), and Events.
 OPERATE = [
-    {"apiGroups": ["blockflow.dev"], "resources": ["workflowruns"], "verbs": ["create", "patch"]},
+    {
+        "apiGroups": ["blockflow.dev"],
+        "resources": ["workflowruns"],
+        "verbs": ["create", "patch", "delete"],
+    },
     {
         "apiGroups": ["blockflow.dev"],
         "resources": ["workflows", "apps", "blocks"],
