@@ -122,11 +122,19 @@ RULES: tuple[Rule, ...] = (
         for pattern in (
             r"^blockflow run resume RUN",
             r"^blockflow run stop RUN",
-            r"^blockflow run retry RUN",
             r"^kubectl patch workflowruns\.blockflow\.dev RUN .*paused",
             r"^kubectl annotate workflowruns\.blockflow\.dev RUN",
             r"^kubectl patch workflowruns\.blockflow\.dev RUN .*retry",
         )
+    ),
+    Rule(
+        "docs/workflows.md",
+        r"^blockflow run retry RUN",
+        "RUN is a placeholder: the run stopped above; a reader is slower than a script: the "
+        "controller must first have cancelled it (a run that has not ended is not retried)",
+        replace=(("RUN", '"$RUN"'),),
+        expect=r"retry 1 requested",
+        eventually=60,
     ),
     # -- docs/handlers.md ---------------------------------------------------------------------
     Rule(
