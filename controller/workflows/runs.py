@@ -143,8 +143,7 @@ class RunRuntime:
         #: Called after each status write of a run (a seam for fault-injection tests).
         self.on_write = on_write
         self._own_writes: dict[Key, list[str]] = {}
-        #: The newest version known of a run about to be reconciled: the body last written
-        #: while its calls are in flight, or one just seen that needs acting on at once.
+        #: Runs with calls in flight: the body last written (dropped on any other change).
         self._latest: dict[Key, Body] = {}
 
     @property
@@ -185,12 +184,6 @@ class RunRuntime:
         self.children.wake_parent(key, entry)
         outcome = self._plan(body)
         if outcome.requeue_after is not None:
-            if outcome.requeue_after <= 0:
-                # To act on at once: the reconcile starts from this version instead of
-                # reading it again (one GET less per new run). Only then: a run waiting
-                # hours keeps no copy. Outdated by then, its first write is a 409 and the
-                # run is read again.
-                self._latest[key] = body
             self.controller.add_after(key, outcome.requeue_after)
 
     def _plan(self, body: Body) -> Outcome:
@@ -225,9 +218,13 @@ class RunRuntime:
     async def reconcile(self, key: Key) -> Outcome:
         # The run as last written before its calls started, if nothing newer was seen: a
         # call's answer is recorded without reading the run again (a stale copy is a 409).
-        body = self._latest.pop(key, None) or await self.api.get(
-            "WorkflowRun", key.namespace, key.name
-        )
+        body = self._latest.pop(key, None)
+        if body is not None and self.index.is_older(key, body):
+            # Kept before a write of ours that is newer: never act on it (a step it shows
+            # running would be called again).
+            body = None
+        if body is None:
+            body = await self.api.get("WorkflowRun", key.namespace, key.name)
         for _ in range(MAX_LOOP):
             if body is None or body.get("_gone"):
                 self.index.drop(key)
@@ -387,6 +384,7 @@ class RunRuntime:
         if len(own) >= 8:  # echoes that never came (a watch restarted): forget them
             del own[:-1]
         own.append(updated["metadata"]["resourceVersion"])
+        self._latest.pop(key, None)  # whatever was kept is older than this write
         entry = self.index.put(key, updated)
         self.caller.written(key, status)
         self.children.wake_parent(key, entry)
