@@ -381,7 +381,11 @@ class LifecycleRuntime:
     async def _drain_abandoned(self, key: Key, body: Body, ctx: Context) -> bool:
         """Releases a deleted entity whose drain can never be called (gates.drain_abandoned):
         logged and counted, as its namespace takes no Event any more."""
-        error = ctx.error
+        if self._alive_dependents(key):
+            return False  # they go first (each released the same way if it must be)
+        error: HandlerError | None = ctx.error
+        if error is None and ctx.blocked is not None:
+            error = HandlerError(ctx.blocked.message, reason=ctx.blocked.reason)
         if error is None and ctx.app is not None:
             try:
                 await self.inputs.app_config(ctx.app)
